@@ -1,0 +1,1 @@
+//! The thin fuser adapter.

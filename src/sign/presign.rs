@@ -1,0 +1,1 @@
+//! Presigned GET URLs, SigV4 and SigV2, and plain object URLs.

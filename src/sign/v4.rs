@@ -1,0 +1,1 @@
+//! AWS Signature Version 4 for ordinary (header-authenticated) requests.
