@@ -24,6 +24,7 @@ use futures_util::StreamExt;
 use lru::LruCache;
 use tokio::sync::{Semaphore, watch};
 
+use super::disk::DiskTier;
 use crate::s3::{GetRequest, ObjectClient, S3Error};
 
 /// One immutable version of an object: what a cached block belongs to.
@@ -50,6 +51,18 @@ pub struct DataCacheConfig {
     pub part_size: u64,
     /// Most GETs in flight at once for this cache.
     pub max_parallel: usize,
+    /// Optional on-disk tier: blocks evicted from memory stay here.
+    pub disk: Option<DiskConfig>,
+}
+
+/// The on-disk tier's settings.
+#[derive(Clone, Debug)]
+pub struct DiskConfig {
+    /// Directory to keep blocks in; a private subdirectory is made per mount
+    /// and removed at unmount.
+    pub dir: std::path::PathBuf,
+    /// Most bytes kept on disk.
+    pub capacity: u64,
 }
 
 impl Default for DataCacheConfig {
@@ -66,6 +79,8 @@ impl Default for DataCacheConfig {
             part_size: 8 * 1024 * 1024,
             // 16 parallel GETs keep a fast link busy; more mostly queues.
             max_parallel: 16,
+            // No disk tier unless asked for: it writes every block it caches.
+            disk: None,
         }
     }
 }
@@ -122,12 +137,22 @@ pub struct DataCache {
     state: Mutex<State>,
     permits: Arc<Semaphore>,
     stats: Mutex<CacheStats>,
+    disk: Option<Arc<DiskTier>>,
 }
 
 impl DataCache {
-    /// An empty cache reading through `client`.
+    /// An empty cache reading through `client`. A disk tier that cannot be
+    /// made is reported and left out: the mount still works from memory.
     pub fn new(client: Arc<dyn ObjectClient>, cfg: DataCacheConfig) -> Arc<Self> {
+        let disk = cfg.disk.as_ref().and_then(|d| match DiskTier::open(d) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                tracing::warn!(dir = %d.dir.display(), error = %e, "disk cache disabled");
+                None
+            }
+        });
         Arc::new(Self {
+            disk,
             client,
             permits: Arc::new(Semaphore::new(cfg.max_parallel.max(1))),
             cfg,
@@ -288,6 +313,7 @@ impl DataCache {
     fn request(self: &Arc<Self>, version: &Arc<ObjectVersion>, first: u64, last: u64) {
         let per_part = (self.cfg.part_size / self.cfg.block_size).max(1);
         let mut runs: Vec<Vec<(u64, watch::Sender<Option<BlockResult>>)>> = Vec::new();
+        let mut from_disk = Vec::new();
         {
             let mut st = self.state.lock().unwrap();
             let mut current: Vec<(u64, watch::Sender<Option<BlockResult>>)> = Vec::new();
@@ -307,6 +333,16 @@ impl DataCache {
                 }
                 let (tx, rx) = watch::channel(None);
                 st.inflight.insert(key, rx);
+                if let Some(disk) = &self.disk {
+                    let name = disk_name(version, index);
+                    if disk.contains(&name) {
+                        if !current.is_empty() {
+                            runs.push(std::mem::take(&mut current));
+                        }
+                        from_disk.push((index, name, tx));
+                        continue;
+                    }
+                }
                 current.push((index, tx));
             }
             if !current.is_empty() {
@@ -317,6 +353,31 @@ impl DataCache {
             let this = self.clone();
             let version = version.clone();
             tokio::spawn(async move { this.fetch_run(version, run).await });
+        }
+        for (index, name, tx) in from_disk {
+            let this = self.clone();
+            let version = version.clone();
+            tokio::spawn(async move { this.load_from_disk(version, index, name, tx).await });
+        }
+    }
+
+    /// Serves one block from the disk tier, falling back to a GET when the
+    /// file has gone (evicted meanwhile, or unreadable).
+    async fn load_from_disk(
+        self: Arc<Self>,
+        version: Arc<ObjectVersion>,
+        index: u64,
+        name: String,
+        tx: watch::Sender<Option<BlockResult>>,
+    ) {
+        let disk = self.disk.clone().expect("disk tier present");
+        let loaded = tokio::task::spawn_blocking(move || disk.load(&name))
+            .await
+            .ok()
+            .flatten();
+        match loaded {
+            Some(block) => self.complete(&version, index, Ok(block), tx),
+            None => self.fetch_run(version, vec![(index, tx)]).await,
         }
     }
 
@@ -400,6 +461,16 @@ impl DataCache {
             let mut st = self.state.lock().unwrap();
             st.inflight.remove(&key);
             if let Ok(block) = &result {
+                if let Some(disk) = &self.disk {
+                    let disk = disk.clone();
+                    let name = disk_name(version, index);
+                    let block = block.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = disk.store(&name, &block) {
+                            tracing::debug!(error = %e, "disk cache write failed");
+                        }
+                    });
+                }
                 st.bytes += block.len() as u64;
                 if let Some(old) = st.blocks.put(key, block.clone()) {
                     st.bytes -= old.len() as u64;
@@ -414,4 +485,8 @@ impl DataCache {
         }
         let _ = tx.send(Some(result));
     }
+}
+
+fn disk_name(version: &ObjectVersion, index: u64) -> String {
+    DiskTier::name(&version.bucket, &version.key, &version.etag, index)
 }

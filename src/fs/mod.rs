@@ -15,7 +15,9 @@
 //! - no lock is held across a network request.
 
 pub mod data;
+pub mod disk;
 pub mod inode;
+pub mod write;
 pub mod xattr;
 
 use std::collections::HashMap;
@@ -29,7 +31,7 @@ use lru::LruCache;
 use crate::config::Profile;
 use crate::s3::{HeadOutput, ListRequest, ObjectClient, S3Error, S3ErrorCode};
 use data::{DataCache, DataCacheConfig, FetchError, ObjectVersion};
-use inode::{Ino, InodeTable, Location, ROOT_INO, Stat};
+use inode::{Ino, InodeTable, Location, Stat};
 
 /// Why a filesystem operation failed. The FUSE adapter maps each variant to
 /// one errno, in one place.
@@ -71,6 +73,15 @@ pub enum FsError {
     /// Fetching data failed in a way that is not the store's answer.
     #[error("I/O error: {0}")]
     Io(String),
+    /// Staging space ran out.
+    #[error("no space: {0}")]
+    NoSpace(String),
+    /// The directory is not empty.
+    #[error("directory not empty")]
+    NotEmpty,
+    /// The change would cross what one rename can do (EXDEV).
+    #[error("cannot rename: {0}")]
+    CrossDevice(String),
 }
 
 impl From<S3Error> for FsError {
@@ -161,6 +172,8 @@ pub struct FsConfig {
     pub multipart_copy_threshold: u64,
     /// The profile: presign settings and credentials for links.
     pub profile: Profile,
+    /// Write settings.
+    pub write: write::WriteConfig,
 }
 
 /// The kind of an entry.
@@ -319,6 +332,8 @@ pub struct Fs {
     heads: Mutex<LruCache<Ino, (Instant, Arc<HeadOutput>)>>,
     dir_handles: Mutex<HashMap<u64, DirHandle>>,
     file_handles: Mutex<HashMap<u64, Arc<FileHandle>>>,
+    write_handles: Mutex<HashMap<u64, Arc<write::WriteHandle>>>,
+    staged_bytes: AtomicU64,
     next_fh: AtomicU64,
     data: Arc<DataCache>,
 }
@@ -343,6 +358,8 @@ impl Fs {
             )),
             dir_handles: Mutex::new(HashMap::new()),
             file_handles: Mutex::new(HashMap::new()),
+            write_handles: Mutex::new(HashMap::new()),
+            staged_bytes: AtomicU64::new(0),
             next_fh: AtomicU64::new(1),
             data,
             cfg,
@@ -430,6 +447,16 @@ impl Fs {
         if !valid_name(name) {
             return Err(FsError::NotFound);
         }
+        if let Some(pending) = dir
+            .location
+            .child(name, false)
+            .and_then(|l| self.pending_entry(&l))
+        {
+            if let Some(node) = self.nodes.lock().unwrap().get_mut(pending.attr.ino) {
+                node.lookups += 1;
+            }
+            return Ok(pending);
+        }
         let now = Instant::now();
         let (is_dir, stat) = match self.cached_listing(parent) {
             Some(listing) => {
@@ -514,6 +541,13 @@ impl Fs {
     /// than the metadata TTL.
     pub async fn getattr(&self, ino: Ino) -> Result<Entry, FsError> {
         let node = self.node(ino)?;
+        if let Some(w) = self.writer_for(ino) {
+            let stat = Stat {
+                size: w.size(),
+                ..node.stat
+            };
+            return Ok(self.entry(ino, &node.location, &stat));
+        }
         if node.location.is_dir() || self.fresh(node.validated) {
             return Ok(self.entry(ino, &node.location, &node.stat));
         }
@@ -814,14 +848,15 @@ impl Fs {
         }
     }
 
-    /// Opens file `ino` for reading; `write` asks for write access.
-    pub async fn open(&self, ino: Ino, write: bool) -> Result<Opened, FsError> {
+    /// Opens file `ino`. With `write`, the file is staged for writing (see
+    /// [`write`]); `truncate` starts it empty.
+    pub async fn open(&self, ino: Ino, write: bool, truncate: bool) -> Result<Opened, FsError> {
         let node = self.node(ino)?;
         let Location::File { bucket, key } = &node.location else {
             return Err(FsError::IsDir);
         };
-        if write {
-            return Err(FsError::ReadOnly);
+        if write || truncate {
+            return self.open_write(ino, truncate).await;
         }
         let stat = if self.fresh(node.validated) {
             node.stat.clone()
@@ -860,6 +895,10 @@ impl Fs {
 
     /// Reads up to `size` bytes at `offset` from an open file.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<bytes::Bytes, FsError> {
+        let writer = self.write_handles.lock().unwrap().get(&fh).cloned();
+        if let Some(w) = writer {
+            return self.read_writer(&w, offset, size).await;
+        }
         let handle = self
             .file_handles
             .lock()
@@ -910,10 +949,12 @@ impl Fs {
             .max(self.data.block_size())
     }
 
-    /// Closes a file handle.
-    pub fn release(&self, fh: u64) {
-        if let Some(h) = self.file_handles.lock().unwrap().remove(&fh) {
-            self.nodes.lock().unwrap().unpin(h.ino);
+    /// Closes a file handle; a dirty write handle uploads first.
+    pub async fn release(&self, fh: u64) {
+        let reader = self.file_handles.lock().unwrap().remove(&fh);
+        match reader {
+            Some(h) => self.nodes.lock().unwrap().unpin(h.ino),
+            None => self.release_writer(fh).await,
         }
     }
 

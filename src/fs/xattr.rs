@@ -410,32 +410,19 @@ impl Fs {
         value: Option<String>,
         flags: i32,
     ) -> Result<(), FsError> {
-        let attr = attr.clone();
-        let edit = move |_: &HeadOutput, headers: &mut ObjectHeaders| -> Result<(), FsError> {
-            let slot = match &attr {
-                VirtualXattr::Header(h) => h.slot(headers),
-                VirtualXattr::Meta(m) => {
-                    let present = headers.metadata.contains_key(m);
-                    check_flags(present, value.is_some(), flags)?;
-                    match value {
-                        Some(v) => headers.metadata.insert(m.clone(), v),
-                        None => headers.metadata.remove(m),
-                    };
-                    return Ok(());
-                }
-                _ => return Err(FsError::NotPermitted("read-only attribute".into())),
-            };
-            check_flags(slot.is_some(), value.is_some(), flags)?;
-            *slot = value;
-            Ok(())
-        };
+        let apply = |headers: &mut ObjectHeaders| apply_change(attr, value.clone(), flags, headers);
+        // A file still being written takes the header with its upload.
+        if self.set_pending_header(ino, apply).await? {
+            return Ok(());
+        }
+        let edit = |_: &HeadOutput, headers: &mut ObjectHeaders| apply(headers);
         let cfg = &self.cfg;
         let outcome = replace_headers(
             self.client.as_ref(),
             bucket,
             key,
             cfg.multipart_copy_threshold,
-            cfg.cache.part_size.max(64 * 1024 * 1024),
+            cfg.write.part_size.max(64 * 1024 * 1024),
             edit,
         )
         .await
@@ -460,6 +447,31 @@ impl Fs {
         tracing::info!(bucket, key, etag = %outcome.etag, "headers changed in place");
         Ok(())
     }
+}
+
+/// Sets or removes (`value` None) the header or metadata entry `attr` names.
+fn apply_change(
+    attr: &VirtualXattr,
+    value: Option<String>,
+    flags: i32,
+    headers: &mut ObjectHeaders,
+) -> Result<(), FsError> {
+    match attr {
+        VirtualXattr::Header(h) => {
+            let slot = h.slot(headers);
+            check_flags(slot.is_some(), value.is_some(), flags)?;
+            *slot = value;
+        }
+        VirtualXattr::Meta(m) => {
+            check_flags(headers.metadata.contains_key(m), value.is_some(), flags)?;
+            match value {
+                Some(v) => headers.metadata.insert(m.clone(), v),
+                None => headers.metadata.remove(m),
+            };
+        }
+        _ => return Err(FsError::NotPermitted("read-only attribute".into())),
+    }
+    Ok(())
 }
 
 /// XATTR_CREATE fails on an existing value, XATTR_REPLACE (and removal) on
