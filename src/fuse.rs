@@ -293,7 +293,14 @@ impl Filesystem for Adapter {
         });
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         self.spawn(move |fs| async move {
             match fs.flush(fh.0).await {
                 Ok(()) => reply.ok(),
@@ -600,8 +607,6 @@ pub fn mount(
     on_ready();
     let result = session.run();
     let _ = stop_tx.send(());
-    let _ = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(1), signals).await
-    });
+    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(1), signals).await });
     result
 }

@@ -167,7 +167,11 @@ fn spawn_background() -> Result<(), MountError> {
 /// Points stdin, stdout and stderr at /dev/null once the parent has gone, so
 /// the daemon holds no terminal. Logs go to `--log-file` when one is set.
 fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         use std::os::fd::AsRawFd;
         for fd in 0..=2 {
             // SAFETY: dup2 onto the standard descriptors of our own process;

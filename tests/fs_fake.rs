@@ -11,7 +11,7 @@ use s3linkfs::fs::data::DataCacheConfig;
 use s3linkfs::fs::inode::ROOT_INO;
 use s3linkfs::fs::write::WriteConfig;
 use s3linkfs::fs::{Fs, FsConfig, FsError, Kind, MountSource};
-use s3linkfs::s3::fake::{Fault, FakeClient, Op};
+use s3linkfs::s3::fake::{FakeClient, Fault, Op};
 use s3linkfs::s3::{ObjectHeaders, S3ErrorCode};
 use s3linkfs::sign::{Addressing, Credentials, Endpoint, Scheme, SignatureVersion};
 
@@ -196,7 +196,10 @@ async fn sizes_at_block_edges_read_back_exactly() {
     }
     let fs = mount(&fake, config());
     for s in sizes {
-        let e = fs.lookup(ROOT_INO, OsStr::new(&format!("s{s}"))).await.unwrap();
+        let e = fs
+            .lookup(ROOT_INO, OsStr::new(&format!("s{s}")))
+            .await
+            .unwrap();
         assert_eq!(e.attr.size, s as u64);
         let o = fs.open(e.attr.ino, false, false).await.unwrap();
         let got = fs.read(o.fh, 0, (s + 100) as u32).await.unwrap();
@@ -296,7 +299,12 @@ async fn inodes_are_stable_and_forgotten() {
         fake.put("b", &format!("k{i}"), b"v".to_vec());
     }
     let fs = mount(&fake, config());
-    let first = fs.lookup(ROOT_INO, OsStr::new("k1")).await.unwrap().attr.ino;
+    let first = fs
+        .lookup(ROOT_INO, OsStr::new("k1"))
+        .await
+        .unwrap()
+        .attr
+        .ino;
     fs.forget(first, 1);
     let fh = fs.opendir(ROOT_INO).await.unwrap();
     let mut seen = Vec::new();
@@ -311,7 +319,12 @@ async fn inodes_are_stable_and_forgotten() {
         fs.forget(*ino, 1);
     }
     assert_eq!(fs.inode_count(), 1, "forgotten inodes are freed");
-    let again = fs.lookup(ROOT_INO, OsStr::new("k1")).await.unwrap().attr.ino;
+    let again = fs
+        .lookup(ROOT_INO, OsStr::new("k1"))
+        .await
+        .unwrap()
+        .attr
+        .ino;
     assert_eq!(first, again, "the same key keeps its inode number");
 }
 
@@ -391,7 +404,10 @@ async fn object_replaced_while_open_is_stale_not_mixed() {
     // than splice two versions together.
     match fs.read(o.fh, 900 * 1024, 1000).await {
         Err(FsError::Stale(_)) => {}
-        Ok(bytes) => assert_eq!(&bytes[..], &pattern(1024 * 1024)[900 * 1024..900 * 1024 + 1000]),
+        Ok(bytes) => assert_eq!(
+            &bytes[..],
+            &pattern(1024 * 1024)[900 * 1024..900 * 1024 + 1000]
+        ),
         Err(other) => panic!("unexpected {other:?}"),
     }
 }
@@ -427,13 +443,25 @@ async fn presign_makes_no_request_and_keeps_its_length() {
         .getxattr(e.attr.ino, OsStr::new("user.s3.presign.1h"), t0)
         .await
         .unwrap();
-    assert!(String::from_utf8(short).unwrap().contains("X-Amz-Expires=3600"));
+    assert!(
+        String::from_utf8(short)
+            .unwrap()
+            .contains("X-Amz-Expires=3600")
+    );
     let dl = fs
         .getxattr(e.attr.ino, OsStr::new("user.s3.presign_download"), t0)
         .await
         .unwrap();
-    assert!(String::from_utf8(dl).unwrap().contains("response-content-disposition=attachment"));
-    for bad in ["user.s3.presign.0s", "user.s3.presign.8d", "user.s3.presign.x"] {
+    assert!(
+        String::from_utf8(dl)
+            .unwrap()
+            .contains("response-content-disposition=attachment")
+    );
+    for bad in [
+        "user.s3.presign.0s",
+        "user.s3.presign.8d",
+        "user.s3.presign.x",
+    ] {
         assert!(
             matches!(
                 fs.getxattr(e.attr.ino, OsStr::new(bad), t0).await,
@@ -442,7 +470,11 @@ async fn presign_makes_no_request_and_keeps_its_length() {
             "{bad}"
         );
     }
-    for other in ["security.capability", "system.posix_acl_access", "user.other"] {
+    for other in [
+        "security.capability",
+        "system.posix_acl_access",
+        "user.other",
+    ] {
         assert!(matches!(
             fs.getxattr(e.attr.ino, OsStr::new(other), t0).await,
             Err(FsError::NoData)
@@ -451,7 +483,8 @@ async fn presign_makes_no_request_and_keeps_its_length() {
     assert_eq!(fake.total_requests(), 0);
     // Directories answer ENODATA for link names.
     assert!(matches!(
-        fs.getxattr(ROOT_INO, OsStr::new("user.s3.presign"), t0).await,
+        fs.getxattr(ROOT_INO, OsStr::new("user.s3.presign"), t0)
+            .await,
         Err(FsError::NoData)
     ));
 }
@@ -490,7 +523,10 @@ async fn setfattr_is_one_head_and_one_copy_and_keeps_everything_else() {
     );
     assert_eq!(obj.headers.content_type.as_deref(), Some("application/pdf"));
     assert_eq!(obj.headers.cache_control.as_deref(), Some("max-age=60"));
-    assert_eq!(obj.headers.metadata.get("owner").map(String::as_str), Some("alice"));
+    assert_eq!(
+        obj.headers.metadata.get("owner").map(String::as_str),
+        Some("alice")
+    );
     assert_eq!(&obj.body[..], b"%PDF");
 }
 
@@ -510,9 +546,15 @@ async fn write_all(fs: &Fs, fh: u64, data: &[u8], chunk: usize) {
 async fn new_small_file_is_one_put_with_content_type() {
     let fake = FakeClient::with_buckets(&["b"]);
     let fs = mount(&fake, config());
-    let (e, o) = fs.create(ROOT_INO, OsStr::new("report.pdf"), false).await.unwrap();
+    let (e, o) = fs
+        .create(ROOT_INO, OsStr::new("report.pdf"), false)
+        .await
+        .unwrap();
     write_all(&fs, o.fh, b"%PDF-1.7", 3).await;
-    assert!(fake.object("b", "report.pdf").is_none(), "nothing visible before close");
+    assert!(
+        fake.object("b", "report.pdf").is_none(),
+        "nothing visible before close"
+    );
     fs.flush(o.fh).await.unwrap();
     fs.release(o.fh).await;
     let obj = fake.object("b", "report.pdf").unwrap();
@@ -527,7 +569,10 @@ async fn large_new_file_streams_as_multipart_with_bounded_parts() {
     let fake = FakeClient::with_buckets(&["b"]);
     let fs = mount(&fake, config());
     let data = pattern(12 * 1024 * 1024 + 3);
-    let (_, o) = fs.create(ROOT_INO, OsStr::new("big.bin"), false).await.unwrap();
+    let (_, o) = fs
+        .create(ROOT_INO, OsStr::new("big.bin"), false)
+        .await
+        .unwrap();
     write_all(&fs, o.fh, &data, 128 * 1024).await;
     // Parts went out while writing: an upload exists before close.
     assert_eq!(fake.count(Op::CreateMultipartUpload), 1);
@@ -621,9 +666,15 @@ async fn unlink_mkdir_rmdir_and_rename_keep_headers() {
         fs.mkdir(ROOT_INO, OsStr::new("d")).await,
         Err(FsError::Exists)
     ));
-    fs.rename(ROOT_INO, OsStr::new("a.txt"), d.attr.ino, OsStr::new("b.txt"), false)
-        .await
-        .unwrap();
+    fs.rename(
+        ROOT_INO,
+        OsStr::new("a.txt"),
+        d.attr.ino,
+        OsStr::new("b.txt"),
+        false,
+    )
+    .await
+    .unwrap();
     assert!(fake.object("b", "a.txt").is_none());
     let moved = fake.object("b", "d/b.txt").unwrap();
     assert_eq!(
@@ -653,11 +704,20 @@ async fn rename_copy_failure_deletes_nothing() {
     let fake = FakeClient::with_buckets(&["b"]);
     fake.put("b", "src", b"S".to_vec());
     let fs = mount(&fake, config());
-    fake.inject(Op::CopyObject, Fault::service(500, S3ErrorCode::InternalError));
+    fake.inject(
+        Op::CopyObject,
+        Fault::service(500, S3ErrorCode::InternalError),
+    );
     assert!(
-        fs.rename(ROOT_INO, OsStr::new("src"), ROOT_INO, OsStr::new("dst"), false)
-            .await
-            .is_err()
+        fs.rename(
+            ROOT_INO,
+            OsStr::new("src"),
+            ROOT_INO,
+            OsStr::new("dst"),
+            false
+        )
+        .await
+        .is_err()
     );
     assert_eq!(&fake.object("b", "src").unwrap().body[..], b"S");
     assert_eq!(fake.count(Op::DeleteObject), 0);
@@ -671,13 +731,22 @@ async fn read_only_mount_refuses_changes() {
     cfg.read_only = true;
     let fs = mount(&fake, cfg);
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    assert!(matches!(fs.open(e.attr.ino, true, false).await, Err(FsError::ReadOnly)));
+    assert!(matches!(
+        fs.open(e.attr.ino, true, false).await,
+        Err(FsError::ReadOnly)
+    ));
     assert!(matches!(
         fs.create(ROOT_INO, OsStr::new("n"), false).await,
         Err(FsError::ReadOnly)
     ));
     assert!(matches!(
-        fs.setxattr(e.attr.ino, OsStr::new("user.s3.content_type"), b"text/plain", 0).await,
+        fs.setxattr(
+            e.attr.ino,
+            OsStr::new("user.s3.content_type"),
+            b"text/plain",
+            0
+        )
+        .await,
         Err(FsError::ReadOnly)
     ));
     assert_eq!(fake.count(Op::CopyObject) + fake.count(Op::PutObject), 0);

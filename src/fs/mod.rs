@@ -480,14 +480,11 @@ impl Fs {
             }
         };
         let location = dir.location.child(name, is_dir).ok_or(FsError::NotDir)?;
-        let ino = self.nodes.lock().unwrap().upsert(
-            parent,
-            name,
-            location.clone(),
-            stat.clone(),
-            1,
-            now,
-        );
+        let ino =
+            self.nodes
+                .lock()
+                .unwrap()
+                .upsert(parent, name, location.clone(), stat.clone(), 1, now);
         Ok(self.entry(ino, &location, &stat))
     }
 

@@ -40,8 +40,7 @@ use super::inode::{Ino, Location, Stat};
 use super::{Entry, Fs, FsError, Opened, valid_name};
 use crate::disposition;
 use crate::s3::{
-    CompletedPart, CopyRequest, GetRequest, ListRequest, MetadataDirective,
-    ObjectHeaders, S3Error,
+    CompletedPart, CopyRequest, GetRequest, ListRequest, MetadataDirective, ObjectHeaders, S3Error,
 };
 
 /// Write settings, validated.
@@ -237,7 +236,9 @@ impl Fs {
             .to_str()
             .ok_or_else(|| FsError::Invalid("file names must be UTF-8".into()))?;
         if !valid_name(name) {
-            return Err(FsError::Invalid(format!("{name:?} cannot be an object name")));
+            return Err(FsError::Invalid(format!(
+                "{name:?} cannot be an object name"
+            )));
         }
         let dir = self.node(parent)?;
         if matches!(dir.location, Location::Buckets) {
@@ -255,11 +256,11 @@ impl Fs {
             mtime: SystemTime::now(),
             etag: None,
         };
-        let ino = self
-            .nodes
-            .lock()
-            .unwrap()
-            .upsert(parent, name, location.clone(), stat.clone(), 1, now);
+        let ino =
+            self.nodes
+                .lock()
+                .unwrap()
+                .upsert(parent, name, location.clone(), stat.clone(), 1, now);
         self.forget_name(parent, name);
         let body = if read {
             let (file, path) = self.staging_file()?;
@@ -287,7 +288,14 @@ impl Fs {
         ))
     }
 
-    fn add_writer(&self, ino: Ino, bucket: String, key: String, size: u64, state: WriteState) -> u64 {
+    fn add_writer(
+        &self,
+        ino: Ino,
+        bucket: String,
+        key: String,
+        size: u64,
+        state: WriteState,
+    ) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.nodes.lock().unwrap().pin(ino);
         self.write_handles.lock().unwrap().insert(
@@ -330,7 +338,10 @@ impl Fs {
             dirty: truncate,
             reserved: 0,
         };
-        let size = match self.stage_existing(&bucket, &key, &mut state, truncate).await {
+        let size = match self
+            .stage_existing(&bucket, &key, &mut state, truncate)
+            .await
+        {
             Ok(size) => size,
             Err(e) => {
                 self.unreserve(&mut state);
@@ -493,7 +504,8 @@ impl Fs {
                 .await
                 .map_err(|_| FsError::Io("upload cancelled".into()))?;
             let client = self.client.clone();
-            let (bucket, key, id, number) = (h.bucket.clone(), h.key.clone(), u.id.clone(), u.next_part);
+            let (bucket, key, id, number) =
+                (h.bucket.clone(), h.key.clone(), u.id.clone(), u.next_part);
             u.next_part += 1;
             u.tasks.spawn(async move {
                 let r = client.upload_part(&bucket, &key, &id, number, body).await;
@@ -551,18 +563,18 @@ impl Fs {
                     });
                 }
                 let r = self.finish_upload(&h.bucket, &h.key, &mut u).await;
-                r.map(|etag| {
+                r.inspect(|_| {
                     st.body = Body::Stream {
                         buf: BytesMut::new(),
                         buf_start: size,
                         upload: None,
                     };
-                    etag
                 })
             }
             Body::Staged { file, .. } => {
                 let file = file.try_clone().map_err(|e| FsError::Io(e.to_string()))?;
-                self.upload_file(&h.bucket, &h.key, &headers, file, size).await
+                self.upload_file(&h.bucket, &h.key, &headers, file, size)
+                    .await
             }
         }
     }
@@ -614,7 +626,11 @@ impl Fs {
         let base = self.cfg.write.part_size;
         if size <= base {
             let body = read_range(file, 0, size).await?;
-            return Ok(self.client.put_object(bucket, key, headers, body).await?.etag);
+            return Ok(self
+                .client
+                .put_object(bucket, key, headers, body)
+                .await?
+                .etag);
         }
         let id = self
             .client
@@ -636,7 +652,12 @@ impl Fs {
                 .await
                 .map_err(|_| FsError::Io("upload cancelled".into()))?;
             let (client, file) = (self.client.clone(), file.clone());
-            let (b, k, id, number) = (bucket.to_string(), key.to_string(), u.id.clone(), u.next_part);
+            let (b, k, id, number) = (
+                bucket.to_string(),
+                key.to_string(),
+                u.id.clone(),
+                u.next_part,
+            );
             u.tasks.spawn(async move {
                 let body = read_range(file, offset, len)
                     .await
@@ -706,7 +727,10 @@ impl Fs {
             upload: Some(u), ..
         } = &st.body
         {
-            let _ = self.client.abort_multipart_upload(&h.bucket, &h.key, &u.id).await;
+            let _ = self
+                .client
+                .abort_multipart_upload(&h.bucket, &h.key, &u.id)
+                .await;
         }
         self.unreserve(&mut st);
         self.nodes.lock().unwrap().unpin(h.ino);
@@ -826,14 +850,18 @@ impl Fs {
             .to_str()
             .ok_or_else(|| FsError::Invalid("names must be UTF-8".into()))?;
         if !valid_name(name_str) {
-            return Err(FsError::Invalid(format!("{name_str:?} cannot be a directory name")));
+            return Err(FsError::Invalid(format!(
+                "{name_str:?} cannot be a directory name"
+            )));
         }
         if self.lookup(parent, name).await.is_ok() {
             return Err(FsError::Exists);
         }
         let dir = self.node(parent)?;
         let Some(Location::Dir { bucket, prefix }) = dir.location.child(name_str, true) else {
-            return Err(FsError::NotPermitted("buckets cannot be created through the mount".into()));
+            return Err(FsError::NotPermitted(
+                "buckets cannot be created through the mount".into(),
+            ));
         };
         self.client
             .put_object(&bucket, &prefix, &ObjectHeaders::default(), Bytes::new())
@@ -852,7 +880,9 @@ impl Fs {
             return Err(FsError::NotDir);
         };
         if prefix.is_empty() {
-            return Err(FsError::NotPermitted("buckets cannot be removed through the mount".into()));
+            return Err(FsError::NotPermitted(
+                "buckets cannot be removed through the mount".into(),
+            ));
         }
         let page = self
             .client
@@ -864,7 +894,8 @@ impl Fs {
                 max_keys: Some(2),
             })
             .await?;
-        let others = page.objects.iter().any(|o| o.key != prefix) || !page.common_prefixes.is_empty();
+        let others =
+            page.objects.iter().any(|o| o.key != prefix) || !page.common_prefixes.is_empty();
         if others {
             return Err(FsError::NotEmpty);
         }
@@ -889,7 +920,9 @@ impl Fs {
             .to_str()
             .ok_or_else(|| FsError::Invalid("names must be UTF-8".into()))?;
         if !valid_name(newname_str) {
-            return Err(FsError::Invalid(format!("{newname_str:?} cannot be a name")));
+            return Err(FsError::Invalid(format!(
+                "{newname_str:?} cannot be a name"
+            )));
         }
         let src = self.lookup(parent, name).await?;
         let src_ino = src.attr.ino;
@@ -1022,7 +1055,12 @@ impl Fs {
 
     /// Moves every object under `prefix` to `dprefix`: all copies first,
     /// then the deletes, so a failure part-way loses nothing.
-    async fn rename_prefix(&self, bucket: &str, prefix: &str, dprefix: &str) -> Result<(), FsError> {
+    async fn rename_prefix(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        dprefix: &str,
+    ) -> Result<(), FsError> {
         let mut keys = Vec::new();
         let mut req = ListRequest {
             bucket: bucket.into(),
@@ -1091,7 +1129,8 @@ impl Fs {
 async fn read_range(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<Bytes, FsError> {
     tokio::task::spawn_blocking(move || {
         let mut buf = vec![0; len as usize];
-        file.read_exact_at(&mut buf, offset).map(|_| Bytes::from(buf))
+        file.read_exact_at(&mut buf, offset)
+            .map(|_| Bytes::from(buf))
     })
     .await
     .map_err(|e| FsError::Io(e.to_string()))?

@@ -22,7 +22,7 @@ use super::inode::{Ino, Location};
 use super::{Fs, FsError};
 use crate::disposition;
 use crate::duration::parse_duration;
-use crate::s3::headers::replace_headers;
+use crate::s3::headers::{ReplaceError, replace_headers};
 use crate::s3::{HeadOutput, ObjectHeaders};
 use crate::sign::presign::{PresignParams, object_url, presign};
 
@@ -233,7 +233,12 @@ impl Fs {
     }
 
     /// Reads the attribute `name` of `ino`; `now` signs links.
-    pub async fn getxattr(&self, ino: Ino, name: &OsStr, now: SystemTime) -> Result<Vec<u8>, FsError> {
+    pub async fn getxattr(
+        &self,
+        ino: Ino,
+        name: &OsStr,
+        now: SystemTime,
+    ) -> Result<Vec<u8>, FsError> {
         let name = name.to_str().ok_or(FsError::NoData)?;
         let Some(attr) = parse(name)? else {
             return Err(FsError::NoData);
@@ -384,7 +389,11 @@ impl Fs {
             Some(listing) => listing.find(&wanted).is_some_and(|e| !e.is_dir),
             None => {
                 let dir = &key[..key.len() - file_name.len()];
-                match self.client.head_object(bucket, &format!("{dir}{wanted}")).await {
+                match self
+                    .client
+                    .head_object(bucket, &format!("{dir}{wanted}"))
+                    .await
+                {
                     Ok(_) => true,
                     Err(e) if e.is_not_found() => false,
                     Err(e) => return Err(e.into()),
@@ -426,7 +435,10 @@ impl Fs {
             edit,
         )
         .await
-        .map_err(FsError::from)?;
+        .map_err(|e| match e {
+            ReplaceError::Edit(e) => e,
+            ReplaceError::S3(e) => e.into(),
+        })?;
         let old_etag = self.node(ino).ok().and_then(|n| n.stat.etag);
         let head = HeadOutput {
             size: outcome.size,
