@@ -335,8 +335,7 @@ impl S3Error {
     pub fn is_not_found(&self) -> bool {
         match self {
             Self::Service { status, code, .. } => {
-                *status == 404
-                    || matches!(code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchBucket)
+                *status == 404 || matches!(code, S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchBucket)
             }
             Self::RetriesExhausted { last, .. } => last.is_not_found(),
             _ => false,
