@@ -105,6 +105,10 @@ fn vector_a_virtual_hosted() {
 fn vector_a_with_response_content_disposition() {
     let ep = endpoint(Scheme::Https, "s3.amazonaws.com");
     let c = creds(DOC_AK, DOC_SK, None);
+    assert_eq!(
+        s3linkfs::disposition::attachment_for("résumé.pdf"),
+        RESUME_DISPOSITION
+    );
     let p = PresignParams {
         response_content_disposition: Some(RESUME_DISPOSITION),
         ..vector_a_params(&ep, &c)
