@@ -168,6 +168,8 @@ pub struct CompletedPart {
 }
 
 /// What to do with the destination's headers on a copy.
+// Built once per copy and passed by reference: the size difference is harmless.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetadataDirective {
     /// Keep the source's headers (`COPY`, the S3 default).
