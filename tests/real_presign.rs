@@ -46,13 +46,35 @@ fn assert_status(url: &str, status: u16) {
     );
 }
 
-/// `url` with the last character of query parameter `name`'s value changed.
+/// `url` with the last digit in query parameter `name`'s value changed, so the
+/// value stays well-formed (a date stays a date) but differs from what was signed.
 fn tamper(url: &str, name: &str) -> String {
-    let start = url.find(&format!("{name}=")).expect("parameter present") + name.len() + 1;
+    let start = url
+        .find(&format!("&{name}="))
+        .or_else(|| url.find(&format!("?{name}=")));
+    let start = start.expect("parameter present") + name.len() + 2;
     let end = url[start..].find('&').map_or(url.len(), |i| start + i);
-    let last = url[..end].chars().last().unwrap();
-    let repl = if last == '0' { '1' } else { '0' };
-    format!("{}{repl}{}", &url[..end - 1], &url[end..])
+    let pos = start
+        + url[start..end]
+            .rfind(|c: char| c.is_ascii_digit())
+            .expect("a digit");
+    let repl = if &url[pos..=pos] == "0" { "1" } else { "0" };
+    format!("{}{repl}{}", &url[..pos], &url[pos + 1..])
+}
+
+/// Asserts an expired link is refused. RGW answers 403 AccessDenied; Garage 2.5
+/// answers 400 InvalidRequest "Date is too old" instead, which is accepted for it
+/// only, by its exact message.
+fn assert_expired(srv: &TestServer, url: &str) {
+    let got = curl_get(url);
+    let body = String::from_utf8_lossy(&got.body);
+    let garage_quirk =
+        srv.kind == ServerKind::Garage && got.status == 400 && body.contains("Date is too old");
+    assert!(
+        got.status == 403 || garage_quirk,
+        "expired link not refused: {} {url}\n{body}",
+        got.status
+    );
 }
 
 /// The signature versions this server accepts for links.
@@ -109,7 +131,7 @@ fn expired_link_is_refused() {
         .collect();
     sleep(Duration::from_secs(3));
     for url in urls {
-        assert_status(&url, 403);
+        assert_expired(&srv, &url);
     }
 }
 
@@ -202,7 +224,7 @@ fn download_as_sets_content_disposition() {
 fn sigv2_links_work_on_rgw() {
     let Some(srv) = test_server() else { return };
     if srv.kind != ServerKind::Rgw {
-        eprintln!("SKIPPED here: SigV2 is only tested on RGW (S3LINKFS_TEST_SERVER=rgw)");
+        common::skip_note("SigV2 links are only tested on RGW (S3LINKFS_TEST_SERVER=rgw)");
         return;
     }
     let cfg = srv.config("signature = \"v2\"\npresign_expires = \"30d\"");

@@ -63,6 +63,12 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
+/// Prints why a test is skipped (once per test binary for the missing server), on the real stderr: libtest captures `eprintln!`
+/// of passing tests, and a skip must be visible.
+pub fn skip_note(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 /// The server named by the environment, or `None` (with a printed message) when
 /// `S3LINKFS_TEST_ENDPOINT` is unset. Panics when it is unset and `CI=true`, or
 /// when the contract is only half set.
@@ -75,10 +81,13 @@ pub fn test_server() -> Option<TestServer> {
                  (use scripts/test.sh)"
             );
         }
-        eprintln!(
-            "SKIPPED: S3LINKFS_TEST_ENDPOINT is not set; real-server tests need a server \
-             (scripts/test.sh starts RGW and Garage and sets it)"
-        );
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            skip_note(
+                "S3LINKFS_TEST_ENDPOINT is not set; real-server tests need a server \
+             (scripts/test.sh starts RGW and Garage and sets it)",
+            )
+        });
         return None;
     };
     let need = |name: &str| {
