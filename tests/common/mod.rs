@@ -1,0 +1,374 @@
+//! Shared helpers for the integration tests.
+//!
+//! The real-server contract: `scripts/test.sh` starts a server and sets
+//! `S3LINKFS_TEST_ENDPOINT`, `S3LINKFS_TEST_REGION`, `S3LINKFS_TEST_ACCESS_KEY`,
+//! `S3LINKFS_TEST_SECRET_KEY`, `S3LINKFS_TEST_BUCKET` (an existing bucket the
+//! tests may write to) and `S3LINKFS_TEST_SERVER` (`rgw` or `garage`), one run
+//! per server. [`test_server`] reads them: when the endpoint is unset the test
+//! prints why and is skipped, unless `CI=true`, where it fails, so CI can never
+//! pass by skipping.
+//!
+//! Fixtures are written and inspected with boto3 in a python3 subprocess, so
+//! what the tests check against comes from an independent S3 implementation,
+//! and links are fetched with curl, as a user would.
+
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Which kind of server the test run is against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Ceph RGW: path style, any region, SigV2 and SigV4.
+    Rgw,
+    /// Garage: strict SigV4 (region checked), no SigV2.
+    Garage,
+    /// Anything else named in S3LINKFS_TEST_SERVER.
+    Other,
+}
+
+/// A real S3 server to test against, from the `S3LINKFS_TEST_*` variables.
+#[derive(Clone)]
+pub struct TestServer {
+    /// `http://127.0.0.1:7480`.
+    pub endpoint: String,
+    /// Signing region.
+    pub region: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+    /// A bucket the tests may write to.
+    pub bucket: String,
+    /// Which server this is.
+    pub kind: ServerKind,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Prints why a test is skipped (once per test binary for the missing server), on the real stderr: libtest captures `eprintln!`
+/// of passing tests, and a skip must be visible.
+pub fn skip_note(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
+/// The server named by the environment, or `None` (with a printed message) when
+/// `S3LINKFS_TEST_ENDPOINT` is unset. Panics when it is unset and `CI=true`, or
+/// when the contract is only half set.
+pub fn test_server() -> Option<TestServer> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(endpoint) = var("S3LINKFS_TEST_ENDPOINT") else {
+        if in_ci() {
+            panic!(
+                "CI=true but S3LINKFS_TEST_ENDPOINT is not set: real-server tests must run in CI \
+                 (use scripts/test.sh)"
+            );
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            skip_note(
+                "S3LINKFS_TEST_ENDPOINT is not set; real-server tests need a server \
+             (scripts/test.sh starts RGW and Garage and sets it)",
+            )
+        });
+        return None;
+    };
+    let need = |name: &str| {
+        var(name).unwrap_or_else(|| panic!("S3LINKFS_TEST_ENDPOINT is set but {name} is not"))
+    };
+    let kind = match var("S3LINKFS_TEST_SERVER").as_deref() {
+        Some("rgw") => ServerKind::Rgw,
+        Some("garage") => ServerKind::Garage,
+        _ => ServerKind::Other,
+    };
+    Some(TestServer {
+        endpoint,
+        region: var("S3LINKFS_TEST_REGION").unwrap_or_else(|| "us-east-1".into()),
+        access_key: need("S3LINKFS_TEST_ACCESS_KEY"),
+        secret_key: need("S3LINKFS_TEST_SECRET_KEY"),
+        bucket: need("S3LINKFS_TEST_BUCKET"),
+        kind,
+    })
+}
+
+/// A name no other test (in this or another run) uses: `PREFIX-<time>-<pid>-<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{nanos:x}-{}-{n}", std::process::id())
+}
+
+/// Deterministic test bytes of length `len`, covering every byte value.
+pub fn fixture_bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// The built `s3linkfs` binary.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3linkfs"));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// A temporary directory holding a config file (mode 0600) for one test.
+pub struct TempConfig {
+    dir: tempfile::TempDir,
+    /// The config file.
+    pub path: PathBuf,
+}
+
+impl TempConfig {
+    /// Writes `text` as config.toml in a fresh temporary directory.
+    pub fn new(text: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        TempConfig { dir, path }
+    }
+
+    /// The directory, usable as a throw-away `$HOME`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A `Command` for the binary with an empty environment except `HOME` (so no real
+/// config, `~/.aws` or `AWS_*` variable leaks into a test) and `PATH`.
+pub fn isolated_bin(home: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+impl TestServer {
+    /// A config file with one profile `test` for this server; `extra` lines are
+    /// appended to the profile table.
+    pub fn config(&self, extra: &str) -> TempConfig {
+        TempConfig::new(&format!(
+            "default_profile = \"test\"\n[profiles.test]\nendpoint = \"{}\"\nregion = \"{}\"\n\
+             access_key = \"{}\"\nsecret_key = \"{}\"\n{extra}\n",
+            self.endpoint, self.region, self.access_key, self.secret_key
+        ))
+    }
+
+    /// Runs `s3linkfs presign` with `config` for `s3://bucket/key` and `args`;
+    /// returns the URL. Panics (with stderr) when the command fails.
+    pub fn presign(&self, config: &TempConfig, key: &str, args: &[&str]) -> String {
+        let out = isolated_bin(config.dir())
+            .arg("presign")
+            .arg("--config")
+            .arg(&config.path)
+            .arg(format!("s3://{}/{key}", self.bucket))
+            .args(args)
+            .output()
+            .expect("run s3linkfs");
+        assert!(
+            out.status.success(),
+            "s3linkfs presign {key:?} {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).expect("URL is UTF-8");
+        assert!(
+            url.ends_with('\n') && url.matches('\n').count() == 1,
+            "{url:?}"
+        );
+        url.trim_end().to_string()
+    }
+
+    /// Uploads each `(key, body)` to `bucket` with boto3 (one python process for all).
+    pub fn put_fixtures(&self, bucket: &str, objects: &[(&str, &[u8])]) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = String::new();
+        for (i, (key, body)) in objects.iter().enumerate() {
+            let file = dir.path().join(format!("{i}"));
+            std::fs::write(&file, body).unwrap();
+            manifest.push_str(&format!(
+                "put\t{}\t{}\t{}\n",
+                hex::encode(bucket),
+                hex::encode(key),
+                file.display()
+            ));
+        }
+        self.boto3(&manifest);
+    }
+
+    /// Uploads one object with boto3.
+    pub fn put_fixture(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.put_fixtures(bucket, &[(key, body)]);
+    }
+
+    /// HEAD with boto3: the object's size and ETag, or `None` when it does not exist.
+    pub fn head(&self, bucket: &str, key: &str) -> Option<(u64, String)> {
+        let out = self.boto3(&format!(
+            "head\t{}\t{}\t-\n",
+            hex::encode(bucket),
+            hex::encode(key)
+        ));
+        let line = String::from_utf8(out.stdout).unwrap();
+        let mut fields = line.trim_end().split('\t');
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some("found"), Some(size), Some(etag)) => Some((size.parse().unwrap(), etag.into())),
+            _ => None,
+        }
+    }
+
+    /// Creates `bucket` with boto3 (an existing bucket of ours is fine).
+    pub fn create_bucket(&self, bucket: &str) {
+        self.boto3(&format!("mkbucket\t{}\t-\t-\n", hex::encode(bucket)));
+    }
+
+    fn boto3(&self, manifest: &str) -> Output {
+        let mut child = Command::new(python())
+            .arg("-c")
+            .arg(BOTO3_SCRIPT)
+            .env("T_ENDPOINT", &self.endpoint)
+            .env("T_REGION", &self.region)
+            .env("T_ACCESS_KEY", &self.access_key)
+            .env("T_SECRET_KEY", &self.secret_key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 with boto3 is needed for fixtures (scripts/install-deps.sh)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "boto3 fixture helper failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Reads `op \t bucket-hex \t key-hex \t file` lines on stdin; writes one line per
+/// `head` (`found \t size \t etag` or `missing`).
+const BOTO3_SCRIPT: &str = r#"
+import os, sys
+import boto3, botocore
+from botocore.config import Config
+kw = dict(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 3})
+try:
+    cfg = Config(request_checksum_calculation="when_required",
+                 response_checksum_validation="when_required", **kw)
+except TypeError:
+    cfg = Config(**kw)
+s3 = boto3.client("s3", endpoint_url=os.environ["T_ENDPOINT"], region_name=os.environ["T_REGION"],
+                  aws_access_key_id=os.environ["T_ACCESS_KEY"],
+                  aws_secret_access_key=os.environ["T_SECRET_KEY"], config=cfg)
+for line in sys.stdin:
+    op, bucket, key, path = line.rstrip("\n").split("\t")
+    bucket = bytes.fromhex(bucket).decode()
+    key = bytes.fromhex(key).decode() if key != "-" else None
+    if op == "put":
+        with open(path, "rb") as f:
+            s3.put_object(Bucket=bucket, Key=key, Body=f.read())
+    elif op == "head":
+        try:
+            r = s3.head_object(Bucket=bucket, Key=key)
+            print("found\t%d\t%s" % (r["ContentLength"], r["ETag"]))
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                print("missing")
+            else:
+                raise
+    elif op == "mkbucket":
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+    else:
+        raise SystemExit("unknown op " + op)
+"#;
+
+/// What curl got for a GET.
+#[derive(Debug)]
+pub struct Fetched {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: Vec<u8>,
+}
+
+impl Fetched {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// GETs `url` with curl exactly as given: no globbing (`-g`), no dot-segment
+/// removal (`--path-as-is`), no redirects.
+pub fn curl_get(url: &str) -> Fetched {
+    let dir = tempfile::tempdir().unwrap();
+    let (hfile, bfile) = (dir.path().join("h"), dir.path().join("b"));
+    let out = Command::new("curl")
+        .args(["-sS", "-g", "--path-as-is", "--max-time", "30", "-o"])
+        .arg(&bfile)
+        .arg("-D")
+        .arg(&hfile)
+        .args(["-w", "%{http_code}"])
+        .arg(url)
+        .output()
+        .expect("curl is needed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "curl failed for {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let raw = std::fs::read(&hfile).unwrap_or_default();
+    let headers = String::from_utf8_lossy(&raw)
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Fetched {
+        status,
+        headers,
+        body: std::fs::read(&bfile).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,48 @@
+//! config/example.toml is documentation that must stay loadable: every profile
+//! in it validates, and it mentions every key the loader accepts.
+
+use std::path::PathBuf;
+
+use s3linkfs::config::{Environment, LoadOptions, load, parse_config};
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/example.toml")
+}
+
+#[test]
+fn every_example_profile_loads() {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let raw = parse_config(&example(), &text).unwrap();
+    assert!(raw.profiles.len() >= 2);
+    let env = Environment::new(None);
+    for name in raw.profiles.keys() {
+        let o = LoadOptions {
+            config_file: Some(example()),
+            profile: Some(name.clone()),
+        };
+        let loaded = load(&o, &env).unwrap_or_else(|e| panic!("profile {name}: {e}"));
+        assert_eq!(&loaded.profile.name, name);
+    }
+}
+
+#[test]
+fn example_documents_every_key() {
+    let text = std::fs::read_to_string(example()).unwrap();
+    for key in [
+        "default_profile",
+        "endpoint",
+        "region",
+        "access_key",
+        "secret_key",
+        "session_token",
+        "addressing",
+        "signature",
+        "presign_endpoint",
+        "presign_expires",
+    ] {
+        assert!(
+            text.contains(&format!("\n{key} = ")) || text.contains(&format!("\n# {key} = ")),
+            "config/example.toml does not document `{key}`"
+        );
+    }
+}
