@@ -33,6 +33,7 @@ fn profile() -> Profile {
         signature: SignatureVersion::V4,
         presign_endpoint: None,
         presign_expires: Duration::from_secs(7 * 24 * 3600),
+        mount: Default::default(),
     }
 }
 

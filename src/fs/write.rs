@@ -529,7 +529,7 @@ impl Fs {
         match result {
             Ok(etag) => {
                 st.dirty = false;
-                self.after_upload(&h, etag);
+                self.after_upload(&h, etag).await;
                 Ok(())
             }
             Err(e) => {
@@ -672,19 +672,41 @@ impl Fs {
         self.finish_upload(bucket, key, &mut u).await
     }
 
-    /// Updates the caches after this mount replaced an object.
-    fn after_upload(&self, h: &WriteHandle, etag: String) {
+    /// Updates the caches after this mount replaced an object. A server that
+    /// answers an upload without an ETag (RGW's CompleteMultipartUpload)
+    /// costs one HEAD, so that reads can be pinned to the right version.
+    async fn after_upload(&self, h: &WriteHandle, etag: String) {
+        let mut stat = Stat {
+            size: h.size(),
+            mtime: SystemTime::now(),
+            etag: Some(etag.clone()),
+        };
+        if etag.is_empty() || etag == "\"\"" {
+            match self.client.head_object(&h.bucket, &h.key).await {
+                Ok(head) => {
+                    stat = Stat {
+                        size: head.size,
+                        mtime: head.last_modified,
+                        etag: Some(head.etag),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(key = %h.key, error = %e, "HEAD after upload failed");
+                    stat.etag = None;
+                }
+            }
+        }
         let now = Instant::now();
         let (parent, name) = {
             let mut nodes = self.nodes.lock().unwrap();
             match nodes.get_mut(h.ino) {
                 Some(node) => {
-                    node.stat = Stat {
-                        size: h.size(),
-                        mtime: SystemTime::now(),
-                        etag: Some(etag.clone()),
+                    // Without an ETag the next open must ask the store.
+                    node.validated = match stat.etag {
+                        Some(_) => now,
+                        None => now.checked_sub(self.cfg.metadata_ttl).unwrap_or(now),
                     };
-                    node.validated = now;
+                    node.stat = stat;
                     (node.parent, node.name.clone())
                 }
                 None => return,
@@ -692,7 +714,7 @@ impl Fs {
         };
         self.forget_name(parent, &name);
         self.heads.lock().unwrap().pop(&h.ino);
-        tracing::debug!(bucket = %h.bucket, key = %h.key, %etag, size = h.size(), "uploaded");
+        tracing::debug!(bucket = %h.bucket, key = %h.key, size = h.size(), "uploaded");
     }
 
     /// Closes a write handle: uploads what is still dirty, frees staging.
@@ -707,7 +729,7 @@ impl Fs {
             match self.upload(&h, &mut st).await {
                 Ok(etag) => {
                     st.dirty = false;
-                    self.after_upload(&h, etag);
+                    self.after_upload(&h, etag).await;
                 }
                 Err(e) => {
                     tracing::error!(bucket = %h.bucket, key = %h.key, error = %e, "upload at close failed");
@@ -941,7 +963,7 @@ impl Fs {
             if st.dirty {
                 let etag = self.upload(&w, &mut st).await?;
                 st.dirty = false;
-                self.after_upload(&w, etag);
+                self.after_upload(&w, etag).await;
             }
         }
         match &src_loc {

@@ -572,6 +572,14 @@ impl HttpClient {
             })?;
             map.append(name, value);
         }
+        if matches!(call.method, Method::PUT | Method::POST) {
+            // hyper omits the length of an empty body, and RGW answers 411
+            // MissingContentLength to a PUT without one (e.g. a `dir/` marker).
+            map.insert(
+                reqwest::header::CONTENT_LENGTH,
+                HeaderValue::from(call.body.len()),
+            );
+        }
         let request = self
             .inner
             .http
@@ -622,6 +630,19 @@ impl HttpClient {
             S3Error::Service { status, code, .. } => (*status, code.as_str()),
             _ => (0, ""),
         };
+        if status == 404 {
+            // Misses are routine (lookups probe names); the caller decides
+            // whether this one is an error worth a warning.
+            tracing::debug!(
+                op = call.op,
+                bucket = call.bucket,
+                key = call.key.unwrap_or(""),
+                code,
+                request_id = err.request_id(),
+                "S3 request: not found"
+            );
+            return;
+        }
         tracing::warn!(
             op = call.op,
             method = %call.method,
