@@ -617,7 +617,10 @@ async fn errors_are_typed() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(&S3ErrorCode::NoSuchKey), "{e:?}");
-    assert!(!e.request_id().is_empty(), "{e:?}");
+    // Garage 2.5 sends no request id at all; RGW always does.
+    if ts.server == "rgw" {
+        assert!(!e.request_id().is_empty(), "{e:?}");
+    }
     let e = c.head_object(&ts.bucket, &key).await.unwrap_err();
     assert_eq!(e.code(), Some(&S3ErrorCode::NoSuchKey), "{e:?}");
     let e = c
