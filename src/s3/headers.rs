@@ -22,7 +22,9 @@
 //! - above the threshold: CreateMultipartUpload with the new headers,
 //!   parallel UploadPartCopy (each conditional on the ETag), a HEAD that the
 //!   source is still the same, then Complete; any failure aborts the upload.
-//!   The one window left is between that last HEAD and the Complete;
+//!   (Ceph RGW 16.2 ignores the condition on UploadPartCopy, so on RGW that
+//!   HEAD is what detects a write during the part copies.) The one window
+//!   left is between that last HEAD and the Complete;
 //! - the returned ETag and LastModified are the new object's; when the server
 //!   omits them (RGW's empty ETag after CompleteMultipartUpload) a HEAD
 //!   fetches them.

@@ -96,6 +96,10 @@ pub struct ClientConfig {
     /// Bodies of at least this many bytes are sent with `UNSIGNED-PAYLOAD`
     /// instead of their SHA-256; `None` always hashes.
     pub unsigned_payload_from: Option<u64>,
+    /// Also send a copy's ETag condition as `x-amz-copy-if-match`: Ceph RGW
+    /// 16.2 ignores the standard `x-amz-copy-source-if-match` on CopyObject
+    /// (and copies anyway) but honours this name; other servers ignore it.
+    pub rgw_copy_if_match: bool,
 }
 
 impl ClientConfig {
@@ -149,6 +153,9 @@ impl ClientConfig {
             // never reuse a connection the far side is about to drop.
             pool_idle_timeout: Duration::from_secs(30),
             unsigned_payload_from,
+            // Without it a header change on RGW could clobber a concurrent
+            // writer; the extra header costs nothing elsewhere.
+            rgw_copy_if_match: true,
         }
     }
 
@@ -572,9 +579,9 @@ impl HttpClient {
             })?;
             map.append(name, value);
         }
-        if matches!(call.method, Method::PUT | Method::POST) {
-            // hyper omits the length of an empty body, and RGW answers 411
-            // MissingContentLength to a PUT without one (e.g. a `dir/` marker).
+        if call.method == Method::PUT || call.method == Method::POST {
+            // RGW answers 411 to a body-less PUT/POST without it, and hyper
+            // leaves it out for an empty body.
             map.insert(
                 reqwest::header::CONTENT_LENGTH,
                 HeaderValue::from(call.body.len()),
@@ -630,19 +637,6 @@ impl HttpClient {
             S3Error::Service { status, code, .. } => (*status, code.as_str()),
             _ => (0, ""),
         };
-        if status == 404 {
-            // Misses are routine (lookups probe names); the caller decides
-            // whether this one is an error worth a warning.
-            tracing::debug!(
-                op = call.op,
-                bucket = call.bucket,
-                key = call.key.unwrap_or(""),
-                code,
-                request_id = err.request_id(),
-                "S3 request: not found"
-            );
-            return;
-        }
         tracing::warn!(
             op = call.op,
             method = %call.method,
@@ -1006,6 +1000,9 @@ impl ObjectClient for HttpClient {
             );
         if let Some(e) = if_match {
             call = call.header("x-amz-copy-source-if-match", e);
+            if self.inner.cfg.rgw_copy_if_match {
+                call = call.header("x-amz-copy-if-match", e);
+            }
         }
         self.run(&call, |h, body| {
             let r = xml::parse_copy_part(&body, Self::request_id(h).as_deref())?;
@@ -1093,6 +1090,9 @@ impl ObjectClient for HttpClient {
         );
         if let Some(e) = &req.if_match {
             call = call.header("x-amz-copy-source-if-match", e.clone());
+            if self.inner.cfg.rgw_copy_if_match {
+                call = call.header("x-amz-copy-if-match", e.clone());
+            }
         }
         match &req.directive {
             MetadataDirective::Copy => {
