@@ -2,7 +2,7 @@
 # Test server: a minimal single-node Ceph (1 mon, 1 memstore OSD, no mgr) + radosgw on 127.0.0.1:7480.
 # Everything lives under $RGW_BASE/data (default /tmp/ceph-rgw/data), wiped on every start.
 # Requires Debian 12 packages ceph-mon ceph-osd radosgw ceph-common (16.2.x Pacific): scripts/install-deps.sh.
-# Endpoint http://127.0.0.1:$RGW_PORT, path style, any region, SigV2 and SigV4.
+# Endpoint http://127.0.0.1:$RGW_PORT (7480), path style, any region, SigV2 and SigV4; monitor on $MON_PORT (6789).
 # Stop with scripts/stop-rgw.sh (same RGW_BASE); it signals only the PIDs recorded here.
 set -euo pipefail
 
@@ -13,6 +13,7 @@ CONF=$DATA/ceph.conf
 RUN=$DATA/run
 LOG=$DATA/log
 RGW_PORT=${RGW_PORT:-7480}
+MON_PORT=${MON_PORT:-6789}   # a second instance needs its own RGW_BASE, RGW_PORT and MON_PORT
 ACCESS_KEY=${ACCESS_KEY:-AKIDEXAMPLE}
 SECRET_KEY=${SECRET_KEY:-wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY}
 S3_UID=${S3_UID:-testuser}
@@ -27,8 +28,8 @@ done
 
 # 0. stop a previous instance started by us (by recorded PIDs), wipe data
 if [ -x "$HERE/stop-rgw.sh" ]; then "$HERE/stop-rgw.sh" >/dev/null 2>&1 || true; fi
-if ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE "^(127\.0\.0\.1|0\.0\.0\.0|\*|\[::\]):(6789|$RGW_PORT)\$"; then
-  echo "port 6789 or $RGW_PORT already in use" >&2; exit 1
+if ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE "^(127\.0\.0\.1|0\.0\.0\.0|\*|\[::\]):($MON_PORT|$RGW_PORT)\$"; then
+  echo "port $MON_PORT or $RGW_PORT already in use" >&2; exit 1
 fi
 # died NAME: true if the daemon recorded in $RUN/NAME.pid is gone (zombie counts as gone)
 died() { local p; p=$(cat "$RUN/$1.pid" 2>/dev/null) || return 1
@@ -42,7 +43,7 @@ FSID=$(uuidgen)
 cat > "$CONF" <<EOF
 [global]
 fsid = $FSID
-mon_host = v1:127.0.0.1:6789
+mon_host = v1:127.0.0.1:$MON_PORT
 public_addr = 127.0.0.1
 cluster_addr = 127.0.0.1
 public_network = 127.0.0.0/8
@@ -111,7 +112,7 @@ ceph-authtool --create-keyring "$DATA/ceph.client.admin.keyring" --gen-key -n cl
 ceph-authtool "$DATA/mon.keyring" --import-keyring "$DATA/ceph.client.admin.keyring" >/dev/null
 
 # 2. monitor
-monmaptool --create --fsid "$FSID" --addv a '[v1:127.0.0.1:6789]' "$DATA/monmap" >/dev/null
+monmaptool --create --fsid "$FSID" --addv a "[v1:127.0.0.1:$MON_PORT]" "$DATA/monmap" >/dev/null
 ceph-mon -c "$CONF" --mkfs -i a --monmap "$DATA/monmap" --keyring "$DATA/mon.keyring" 2>>"$LOG/daemon-stderr.log"
 ceph-mon -c "$CONF" -i a 2>>"$LOG/daemon-stderr.log"  # daemonizes, writes $RUN/mon.a.pid
 ts "mon started"

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run):
+#   1. cargo test for everything that needs no server (unit tests, the fake
+#      client, config and CLI tests, doc tests);
+#   2. for each real server (Ceph RGW, then Garage): use it if it already answers
+#      on 127.0.0.1, else start it (and stop it again on exit), create the test
+#      bucket with boto3, export the S3LINKFS_TEST_* variables and run every
+#      tests/real_*.rs against it.
+# Exits non-zero when anything failed. Without garage installed it skips Garage
+# loudly, except with CI=true, where that is a failure.
+#
+# Environment: S3LINKFS_TEST_SERVERS ("rgw garage"), RGW_PORT (7480),
+# GARAGE_S3_PORT (3900), CARGO_TEST_ARGS (extra args after `--`, e.g. --nocapture).
+# Needs: scripts/install-deps.sh (once, as root).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+SCRIPTS=$ROOT/scripts
+LOGDIR=$(mktemp -d /tmp/s3linkfs-test.XXXXXX)
+BUCKET=s3linkfs-test
+SERVERS=${S3LINKFS_TEST_SERVERS:-rgw garage}
+EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+read -r -a EXTRA <<<"${CARGO_TEST_ARGS:-}"
+
+STARTED=()        # servers this script started, stopped on exit
+SUMMARY=()        # one line per step
+LOGS=()           # cargo output of each step, in order
+FAILED=0
+
+say() { printf '\n=== %s\n' "$*"; }
+cleanup() {
+  local s
+  for s in "${STARTED[@]}"; do
+    echo "test.sh: stopping the $s it started"
+    "$SCRIPTS/stop-$s.sh" >/dev/null 2>&1 || true
+  done
+  STARTED=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# server_env NAME: sets ENDPOINT REGION ACCESS SECRET for a server
+server_env() {
+  case $1 in
+    rgw)
+      ENDPOINT=http://127.0.0.1:${RGW_PORT:-7480}; REGION=us-east-1
+      ACCESS=AKIDEXAMPLE; SECRET=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY ;;
+    garage)
+      ENDPOINT=http://127.0.0.1:${GARAGE_S3_PORT:-3900}; REGION=garage
+      ACCESS=GKTESTACCESSKEY000000000
+      SECRET=0000000000000000000000000000000000000000000000000000000000000000 ;;
+    *) echo "test.sh: unknown server $1" >&2; return 1 ;;
+  esac
+}
+
+# answers: a SigV4-signed ListBuckets with the test key returns 200
+answers() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 --aws-sigv4 "aws:amz:$REGION:s3" \
+    -H "x-amz-content-sha256: $EMPTY_SHA256" --user "$ACCESS:$SECRET" "$ENDPOINT/" 2>/dev/null)
+  [ "$code" = 200 ]
+}
+
+have_garage() { command -v garage >/dev/null || [ -x "$HOME/.cargo/bin/garage" ]; }
+
+make_bucket() {
+  T_ENDPOINT=$ENDPOINT T_REGION=$REGION T_ACCESS=$ACCESS T_SECRET=$SECRET T_BUCKET=$BUCKET \
+  "${PYTHON:-python3}" - <<'EOF'
+import os, boto3, botocore
+from botocore.config import Config
+kw = dict(signature_version="s3v4", s3={"addressing_style": "path"})
+try:
+    cfg = Config(request_checksum_calculation="when_required",
+                 response_checksum_validation="when_required", **kw)
+except TypeError:
+    cfg = Config(**kw)
+s3 = boto3.client("s3", endpoint_url=os.environ["T_ENDPOINT"], region_name=os.environ["T_REGION"],
+                  aws_access_key_id=os.environ["T_ACCESS"], aws_secret_access_key=os.environ["T_SECRET"],
+                  config=cfg)
+try:
+    s3.create_bucket(Bucket=os.environ["T_BUCKET"])
+except botocore.exceptions.ClientError as e:
+    if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+        raise
+EOF
+}
+
+# run_cargo LABEL ARGS...: cargo test with output shown and kept; records the result
+run_cargo() {
+  local label=$1; shift
+  local log="$LOGDIR/$(echo "$label" | tr -c 'a-zA-Z0-9\n' '_').log"
+  cargo test "$@" -- "${EXTRA[@]}" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" = 0 ]; then SUMMARY+=("ok      $label"); else SUMMARY+=("FAILED  $label (exit $rc)"); FAILED=1; fi
+  LOGS+=("$log")
+}
+
+# --- 1. everything that needs no server ---------------------------------------------------
+LOCAL_TARGETS=(--lib --bins)
+REAL_TARGETS=()
+for f in tests/*.rs; do
+  name=$(basename "$f" .rs)
+  case $name in
+    real_*) REAL_TARGETS+=(--test "$name") ;;
+    *) LOCAL_TARGETS+=(--test "$name") ;;
+  esac
+done
+say "cargo test: unit, fake-client, config and CLI tests (no server)"
+run_cargo "no-server tests" "${LOCAL_TARGETS[@]}"
+say "cargo test --doc"
+run_cargo "doc tests" --doc
+
+# --- 2. each real server in turn ----------------------------------------------------------
+if [ ${#REAL_TARGETS[@]} = 0 ]; then
+  SUMMARY+=("none    real-server tests: no tests/real_*.rs")
+fi
+for srv in $SERVERS; do
+  [ ${#REAL_TARGETS[@]} = 0 ] && break
+  server_env "$srv" || { SUMMARY+=("FAILED  unknown server $srv"); FAILED=1; continue; }
+  say "real-server tests against $srv ($ENDPOINT)"
+  if answers; then
+    echo "test.sh: reusing the $srv already answering at $ENDPOINT"
+  else
+    if [ "$srv" = garage ] && ! have_garage; then
+      if [ "${CI:-}" = true ]; then
+        echo "test.sh: garage is not installed and CI=true: FAILING (run scripts/install-deps.sh)" >&2
+        SUMMARY+=("FAILED  $srv: garage not installed"); FAILED=1
+      else
+        printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
+        echo "!!! SKIPPING GARAGE: the garage binary is not installed." >&2
+        echo "!!! Run scripts/install-deps.sh (cargo install garage --locked, ~10 min)." >&2
+        printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n' >&2
+        SUMMARY+=("SKIPPED $srv: garage not installed")
+      fi
+      continue
+    fi
+    echo "test.sh: starting $srv (log: $LOGDIR/start-$srv.log)"
+    if "$SCRIPTS/start-$srv.sh" >"$LOGDIR/start-$srv.log" 2>&1; then
+      STARTED+=("$srv")
+    else
+      tail -n 20 "$LOGDIR/start-$srv.log" >&2
+      SUMMARY+=("FAILED  $srv: server did not start"); FAILED=1
+      continue
+    fi
+  fi
+  if ! make_bucket; then
+    SUMMARY+=("FAILED  $srv: could not create bucket $BUCKET"); FAILED=1
+    continue
+  fi
+  S3LINKFS_TEST_ENDPOINT=$ENDPOINT S3LINKFS_TEST_REGION=$REGION \
+  S3LINKFS_TEST_ACCESS_KEY=$ACCESS S3LINKFS_TEST_SECRET_KEY=$SECRET \
+  S3LINKFS_TEST_BUCKET=$BUCKET S3LINKFS_TEST_SERVER=$srv \
+    run_cargo "real-server tests on $srv" "${REAL_TARGETS[@]}"
+done
+
+cleanup   # stop what was started now, so the summary below is the last thing printed
+
+# --- summary: every step, then cargo's own result lines -----------------------------------
+say "summary (logs in $LOGDIR)"
+printf '  %s\n' "${SUMMARY[@]}"
+for log in "${LOGS[@]}"; do
+  echo
+  echo "$(basename "$log" .log):"
+  grep -h '^test result:' "$log" || echo "  (no test result: cargo failed before running tests)"
+done
+echo
+cat "${LOGS[@]}" | grep -h '^test result:' | awk '
+  { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  END { printf "total: %d passed, %d failed\n", p, f }'
+if [ $FAILED != 0 ]; then echo "test.sh: FAILED" >&2; exit 1; fi
+exit 0
