@@ -976,3 +976,31 @@ async fn copy_conditions_are_honoured() {
     assert_eq!(head.headers.metadata, kept_headers().metadata);
     c.delete_object(&ts.bucket, &key).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_slow_consumer_is_not_a_stall() {
+    let Some(ts) = test_server() else { return };
+    let direct = client(&ts);
+    let key = format!("{}slow-reader", unique("proxy"));
+    let body = pattern(2 * MIB, 1);
+    direct
+        .put_object(&ts.bucket, &key, &ObjectHeaders::default(), body.clone())
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&upstream(&ts)).await;
+    let c = proxied(&ts, proxy.port());
+    let mut got = c
+        .get_object(&ts.bucket, &key, &GetRequest::default())
+        .await
+        .unwrap()
+        .body;
+    let mut out = got.next().await.unwrap().unwrap().to_vec();
+    // Longer than the 1 s stall bound, spent by us, not the server.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while let Some(chunk) = got.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(out, body);
+    assert_eq!(proxy.connections(), 1, "no resume was needed");
+    direct.delete_object(&ts.bucket, &key).await.unwrap();
+}

@@ -762,6 +762,11 @@ struct BodyReader {
     end: u64,
     resumes: u32,
     first_failure: Option<Instant>,
+    /// Stall detection without a timer per chunk: the timer is re-armed
+    /// only when it fires, from the last time data arrived or the consumer
+    /// started waiting.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last_progress: Instant,
 }
 
 impl BodyReader {
@@ -782,19 +787,38 @@ impl BodyReader {
 
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, S3Error> {
         let stall = self.client.inner.cfg.stall_timeout;
+        // Only time spent waiting on the server counts, not the consumer's
+        // pauses between chunks.
+        self.last_progress = Instant::now();
         loop {
             if self.pos >= self.end {
                 return Ok(None);
             }
-            let failure = match tokio::time::timeout(stall, self.raw.next()).await {
-                Err(_) => {
-                    S3Error::Timeout(format!("body stalled for {:.1} s", stall.as_secs_f64()))
+            let item = tokio::select! {
+                biased;
+                item = self.raw.next() => item,
+                () = &mut self.timer => {
+                    let deadline = self.last_progress + stall;
+                    if Instant::now() < deadline {
+                        self.timer.as_mut().reset(deadline.into());
+                        continue;
+                    }
+                    self.timer.as_mut().reset((Instant::now() + stall).into());
+                    self.resume(S3Error::Timeout(format!(
+                        "body stalled for {:.1} s",
+                        stall.as_secs_f64()
+                    )))
+                    .await?;
+                    continue;
                 }
-                Ok(None) => {
+            };
+            self.last_progress = Instant::now();
+            let failure = match item {
+                None => {
                     S3Error::Transport(format!("body ended at byte {} of {}", self.pos, self.end))
                 }
-                Ok(Some(Err(e))) => transport_error(e),
-                Ok(Some(Ok(mut chunk))) => {
+                Some(Err(e)) => transport_error(e),
+                Some(Ok(mut chunk)) => {
                     let chunk_start = self.raw_pos;
                     self.raw_pos += chunk.len() as u64;
                     // Keep only [pos, end) of what arrived.
@@ -844,6 +868,8 @@ impl BodyReader {
             0
         };
         self.raw = Box::pin(response.bytes_stream());
+        // The new answer gets a full stall window.
+        self.last_progress = Instant::now();
         Ok(())
     }
 }
@@ -973,6 +999,8 @@ impl ObjectClient for HttpClient {
             end,
             resumes: 0,
             first_failure: None,
+            timer: Box::pin(tokio::time::sleep(self.inner.cfg.stall_timeout)),
+            last_progress: Instant::now(),
         }
         .into_stream();
         Ok(GetOutput {
