@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run):
+#   0. scripts/install-deps.sh: installs what is missing (root for apt; garage is
+#      built once, about 10 minutes); S3LINKFS_SKIP_INSTALL=1 skips this step;
 #   1. cargo test for everything that needs no server (unit tests, the fake
 #      client, config and CLI tests, doc tests);
 #   2. for each real server (Ceph RGW, then Garage): use it if it already answers
@@ -7,11 +9,11 @@
 #      bucket with boto3, export the S3LINKFS_TEST_* variables and run every
 #      tests/real_*.rs against it.
 # Exits non-zero when anything failed. Without garage installed it skips Garage
-# loudly, except with CI=true, where that is a failure.
+# loudly (SKIP_GARAGE=1 also skips building it), except with CI=true, where that
+# is a failure.
 #
 # Environment: S3LINKFS_TEST_SERVERS ("rgw garage"), RGW_PORT (7480),
 # GARAGE_S3_PORT (3900), CARGO_TEST_ARGS (extra args after `--`, e.g. --nocapture).
-# Needs: scripts/install-deps.sh (once, as root).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,6 +97,12 @@ run_cargo() {
   if [ "$rc" = 0 ]; then SUMMARY+=("ok      $label"); else SUMMARY+=("FAILED  $label (exit $rc)"); FAILED=1; fi
   LOGS+=("$log")
 }
+
+# --- 0. dependencies -----------------------------------------------------------------------
+if [ "${S3LINKFS_SKIP_INSTALL:-0}" != 1 ]; then
+  say "dependencies (scripts/install-deps.sh)"
+  "$SCRIPTS/install-deps.sh" || { echo "test.sh: installing dependencies failed" >&2; exit 1; }
+fi
 
 # --- 1. everything that needs no server ---------------------------------------------------
 LOCAL_TARGETS=(--lib --bins)
