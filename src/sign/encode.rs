@@ -36,7 +36,8 @@ pub fn uri_encode(s: &str) -> String {
 
 /// Percent-encodes an object key for a URL path, segment by segment, keeping
 /// `/` as the separator. The key is never normalised (`a//b`, `../x`, `x/`
-/// come out with the same segments). The result has no leading `/`.
+/// come out with the same segments). A `/` at the start of the key is part
+/// of the key and is kept; the caller adds the path's own separator.
 pub fn encode_key_path(key: &str) -> String {
     let mut out = String::with_capacity(key.len() * 3);
     encode_into(&mut out, key, true);

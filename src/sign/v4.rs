@@ -12,6 +12,7 @@
 //!   normalised);
 //! - checked against the AWS documentation's header-auth example.
 
+use std::fmt;
 use std::time::SystemTime;
 
 use hmac::{Hmac, Mac};
@@ -31,7 +32,8 @@ pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Everything a header-authenticated SigV4 request signature depends on.
-#[derive(Debug, Clone, Copy)]
+/// `Debug` redacts the session-token and authorization header values.
+#[derive(Clone, Copy)]
 pub struct HeaderSigningInput<'a> {
     /// HTTP method, upper case (`GET`, `PUT`, ...).
     pub method: &'a str,
@@ -52,6 +54,30 @@ pub struct HeaderSigningInput<'a> {
     pub service: &'a str,
     /// Signing time; must match the `x-amz-date` header.
     pub now: SystemTime,
+}
+
+impl fmt::Debug for HeaderSigningInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let secret = k.eq_ignore_ascii_case("x-amz-security-token")
+                    || k.eq_ignore_ascii_case("authorization");
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("HeaderSigningInput")
+            .field("method", &self.method)
+            .field("canonical_path", &self.canonical_path)
+            .field("query", &self.query)
+            .field("headers", &headers)
+            .field("payload_hash", &self.payload_hash)
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .field("now", &self.now)
+            .finish()
+    }
 }
 
 /// Returns the full `Authorization` header value:
@@ -284,6 +310,26 @@ mod tests {
         assert_eq!(amz_date(t), "20241231T235959Z");
         let t = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
         assert_eq!(amz_date(t), "19691231T235959Z");
+    }
+
+    #[test]
+    fn debug_redacts_the_session_token() {
+        let headers = vec![h("host", "h"), h("X-Amz-Security-Token", "very-secret")];
+        let input = HeaderSigningInput {
+            method: "GET",
+            canonical_path: "/",
+            query: &[],
+            headers: &headers,
+            payload_hash: EMPTY_SHA256,
+            region: "r",
+            service: "s3",
+            now: t_2013_05_24(),
+        };
+        let dbg = format!("{input:?}");
+        assert!(
+            !dbg.contains("very-secret") && dbg.contains("<redacted>"),
+            "{dbg}"
+        );
     }
 
     #[test]
