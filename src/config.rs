@@ -85,6 +85,87 @@ pub struct Profile {
     pub presign_endpoint: Option<Endpoint>,
     /// Default link lifetime.
     pub presign_expires: Duration,
+    /// Mount settings from the profile; command-line flags override them.
+    pub mount: MountSettings,
+}
+
+/// Mount settings a profile may carry. Each is `None` when the profile does
+/// not set it; the mount command then uses its flag or its default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MountSettings {
+    /// Owner shown for every entry.
+    pub uid: Option<u32>,
+    /// Group shown for every entry.
+    pub gid: Option<u32>,
+    /// Permission bits of files.
+    pub file_mode: Option<u16>,
+    /// Permission bits of directories.
+    pub dir_mode: Option<u16>,
+    /// Let other users in.
+    pub allow_other: Option<bool>,
+    /// Let root in.
+    pub allow_root: Option<bool>,
+    /// How long attributes and listings are trusted.
+    pub metadata_ttl: Option<Duration>,
+    /// How long a missing name is trusted to stay missing.
+    pub negative_ttl: Option<Duration>,
+    /// Memory cache size in bytes.
+    pub cache_size: Option<u64>,
+    /// On-disk cache directory.
+    pub cache_dir: Option<PathBuf>,
+    /// On-disk cache size in bytes.
+    pub cache_dir_size: Option<u64>,
+    /// FUSE worker threads.
+    pub max_threads: Option<usize>,
+    /// Log file.
+    pub log_file: Option<PathBuf>,
+    /// Mount read-only.
+    pub read_only: Option<bool>,
+    /// Allow download names that name another object.
+    pub allow_misleading_names: Option<bool>,
+    /// `attachment`: set Content-Disposition on new uploads.
+    pub content_disposition: Option<String>,
+}
+
+/// Parses a byte size: `1048576`, `512K`, `256M`, `1G`, `2T` (powers of
+/// 1024; a trailing `B` or `iB` is accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 1048576, 512K, 256M, 1G)"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// Parses permission bits in octal: `644`, `0644`, `0o644`.
+pub fn parse_mode(s: &str) -> Result<u16, String> {
+    let t = s.trim_start_matches("0o");
+    let m =
+        u16::from_str_radix(t, 8).map_err(|_| format!("`{s}` is not an octal mode (e.g. 0644)"))?;
+    if m > 0o7777 {
+        return Err(format!("`{s}` is not a mode: at most 07777"));
+    }
+    Ok(m)
+}
+
+/// Parses a cache lifetime: `0` (no caching) or a duration such as `5s`.
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// The process environment as this module sees it: a few variables and the home
@@ -254,6 +335,93 @@ pub struct RawProfile {
     pub presign_endpoint: Option<String>,
     /// Default link lifetime, e.g. `7d`.
     pub presign_expires: Option<String>,
+    /// Mount: owner uid.
+    pub uid: Option<u32>,
+    /// Mount: group gid.
+    pub gid: Option<u32>,
+    /// Mount: file permission bits, octal string such as `"0644"`.
+    pub file_mode: Option<String>,
+    /// Mount: directory permission bits, octal string.
+    pub dir_mode: Option<String>,
+    /// Mount: allow other users.
+    pub allow_other: Option<bool>,
+    /// Mount: allow root.
+    pub allow_root: Option<bool>,
+    /// Mount: attribute and listing TTL, e.g. `5s`.
+    pub metadata_ttl: Option<String>,
+    /// Mount: negative lookup TTL, e.g. `1s`.
+    pub negative_ttl: Option<String>,
+    /// Mount: memory cache size, e.g. `256M`.
+    pub cache_size: Option<String>,
+    /// Mount: on-disk cache directory.
+    pub cache_dir: Option<PathBuf>,
+    /// Mount: on-disk cache size, e.g. `4G`.
+    pub cache_dir_size: Option<String>,
+    /// Mount: FUSE worker threads.
+    pub max_threads: Option<usize>,
+    /// Mount: log file.
+    pub log_file: Option<PathBuf>,
+    /// Mount: read-only.
+    pub read_only: Option<bool>,
+    /// Mount: allow misleading download names.
+    pub allow_misleading_names: Option<bool>,
+    /// Mount: `attachment` to set Content-Disposition on new uploads.
+    pub content_disposition: Option<String>,
+}
+
+impl RawProfile {
+    /// Validates the mount settings; `origin` names the file and table.
+    fn mount_settings(&self, origin: &str) -> Result<MountSettings, ConfigError> {
+        let bad = |key: &str, problem: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            problem,
+        };
+        let opt = |key: &str, v: &Option<String>, f: fn(&str) -> Result<u64, String>| {
+            v.as_deref().map(f).transpose().map_err(|p| bad(key, p))
+        };
+        let mode = |key: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(parse_mode)
+                .transpose()
+                .map_err(|p| bad(key, p))
+        };
+        let ttl = |key: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(parse_ttl)
+                .transpose()
+                .map_err(|p| bad(key, p))
+        };
+        if let Some(cd) = &self.content_disposition
+            && cd != "attachment"
+        {
+            return Err(bad(
+                "content_disposition",
+                format!("`{cd}`: the only value is `attachment`"),
+            ));
+        }
+        if self.max_threads == Some(0) {
+            return Err(bad("max_threads", "must be at least 1".into()));
+        }
+        Ok(MountSettings {
+            uid: self.uid,
+            gid: self.gid,
+            file_mode: mode("file_mode", &self.file_mode)?,
+            dir_mode: mode("dir_mode", &self.dir_mode)?,
+            allow_other: self.allow_other,
+            allow_root: self.allow_root,
+            metadata_ttl: ttl("metadata_ttl", &self.metadata_ttl)?,
+            negative_ttl: ttl("negative_ttl", &self.negative_ttl)?,
+            cache_size: opt("cache_size", &self.cache_size, parse_size)?,
+            cache_dir: self.cache_dir.clone(),
+            cache_dir_size: opt("cache_dir_size", &self.cache_dir_size, parse_size)?,
+            max_threads: self.max_threads,
+            log_file: self.log_file.clone(),
+            read_only: self.read_only,
+            allow_misleading_names: self.allow_misleading_names,
+            content_disposition: self.content_disposition.clone(),
+        })
+    }
 }
 
 impl fmt::Debug for RawProfile {
@@ -269,7 +437,7 @@ impl fmt::Debug for RawProfile {
             .field("signature", &self.signature)
             .field("presign_endpoint", &self.presign_endpoint)
             .field("presign_expires", &self.presign_expires)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -781,6 +949,8 @@ pub fn resolve(
             searched: searched.clone(),
         })?;
 
+    let mount = fp.mount_settings(&file_origin)?;
+
     Ok(Profile {
         name,
         endpoint,
@@ -790,6 +960,7 @@ pub fn resolve(
         signature,
         presign_endpoint,
         presign_expires,
+        mount,
     })
 }
 

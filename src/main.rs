@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use clap::Parser;
 
-use s3linkfs::cli::{Cli, CliError, Command, presign_url};
+use s3linkfs::cli::{Cli, CliError, Command, mount_request, presign_url};
 use s3linkfs::config::{self, ConfigError, Environment, LoadOptions, Profile};
 
 fn main() -> ExitCode {
@@ -60,7 +60,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "{url}")
                 .and_then(|()| out.flush())
                 .context("writing the URL to stdout")?;
-        } // `Command::Mount(args)`: load the profile, init logging, build the runtime, mount.
+        }
+        Command::Mount(args) => {
+            let profile = load_profile(&opts)?;
+            let log_file = args.log_file.clone().or(profile.mount.log_file.clone());
+            let req = mount_request(&args, profile)?;
+            init_logging(log_file.as_deref())?;
+            s3linkfs::mount::run(req)?;
+        }
+    }
+    Ok(())
+}
+
+/// Logs to `file` or stderr, filtered by RUST_LOG (default: info for
+/// s3linkfs, warn for the rest, error for fuser, which warns about an
+/// unmount already done by `fusermount3 -u`).
+fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,s3linkfs=info,fuser=error"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init();
+        }
+        None => {
+            use std::io::IsTerminal;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init()
+        }
     }
     Ok(())
 }

@@ -167,6 +167,17 @@ pub struct CompletedPart {
     pub etag: String,
 }
 
+/// One unfinished multipart upload, from ListMultipartUploads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultipartUploadInfo {
+    /// Key the upload will create.
+    pub key: String,
+    /// Upload id.
+    pub upload_id: String,
+    /// When the upload was started, when reported.
+    pub initiated: Option<SystemTime>,
+}
+
 /// What to do with the destination's headers on a copy.
 // Built once per copy and passed by reference: the size difference is harmless.
 #[allow(clippy::large_enum_variant)]
@@ -271,7 +282,7 @@ impl std::fmt::Display for S3ErrorCode {
 }
 
 /// Why an object-store request failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum S3Error {
     /// The server answered with an error status.
     #[error("{code} (HTTP {status}): {message} [request id {request_id}]")]
@@ -445,4 +456,17 @@ pub trait ObjectClient: Send + Sync + 'static {
 
     /// DeleteObject (succeeds when the key is already gone).
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), S3Error>;
+
+    /// ListMultipartUploads: the unfinished uploads under `prefix` (first page
+    /// only, up to 1000), for cleanup and for tests that check nothing leaked.
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartUploadInfo>, S3Error> {
+        let _ = (bucket, prefix);
+        Err(S3Error::InvalidRequest(
+            "ListMultipartUploads is not supported by this client".into(),
+        ))
+    }
 }

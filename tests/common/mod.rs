@@ -14,6 +14,8 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod mount;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
