@@ -6,8 +6,9 @@
 #      _SECRET_KEY), else a local Ceph RGW on 127.0.0.1:7480 (reused if one answers,
 #      else started, and stopped again at the end unless --keep);
 #   4. create bucket `demo` with sample objects (boto3, an independent client);
-#   5. make share links with `s3linkfs presign` and fetch them with curl.
-# The mount will slot in as its own step (see step_mount) once it exists.
+#   5. make share links with `s3linkfs presign` and fetch them with curl;
+#   6. mount the bucket: read files, get a link with getfattr, set a download name
+#      with setfattr; unmounted again at the end.
 #
 # Usage: scripts/demo.sh [--keep]     --keep leaves a started RGW running
 set -euo pipefail
@@ -39,6 +40,7 @@ show() {
   "$@"
 }
 cleanup() {
+  unmount
   if [ $STARTED_RGW = 1 ] && [ $KEEP = 0 ]; then
     echo; echo "demo.sh: stopping the RGW it started (use --keep to leave it running)"
     scripts/stop-rgw.sh >/dev/null 2>&1 || true
@@ -146,15 +148,43 @@ step_presign() {
   printf 'HTTP %s\n' "$(curl -s -o /dev/null -w '%{http_code}' "${url%?}$repl")"
 }
 
-# step_mount: mount the bucket and read the share link from an extended attribute
-# (getfattr -n user.s3.presign). Added with the mount.
+step_mount() {
+  step "6. the mount: the bucket as files, links and download names as extended attributes"
+  MNT=$WORK/mnt
+  mkdir -p "$MNT"
+  show "$S3LINKFS" mount "s3://$BUCKET" "$MNT"    # returns once the mount is ready
+  MOUNTED=1
+  show ls -l "$MNT/hello" "$MNT/reports"
+  show cat "$MNT/hello/greeting.txt"
+  local f="$MNT/reports/2024 Q1 (final).bin" url
+  url=$(show getfattr --absolute-names --only-values -n user.s3.presign "$f")
+  echo "$url"
+  echo "fetched with curl: HTTP $(curl -s -o /dev/null -w '%{http_code}' "$url")"
+  echo "change the download name in place (a CopyObject that keeps every other header):"
+  show setfattr -n user.s3.content_disposition -v 'attachment; filename="Q1-final.bin"' "$f"
+  show getfattr --absolute-names --only-values -n user.s3.content_disposition "$f"; echo
+  echo "a plain GET now carries it:"
+  url=$(getfattr --absolute-names --only-values -n user.s3.presign "$f")
+  curl -sS --fail -D - -o /dev/null "$url" | grep -i '^content-disposition'
+}
+
+unmount() {
+  if [ "${MOUNTED:-0}" = 1 ]; then
+    fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || true
+    MOUNTED=0
+  fi
+}
 
 step_install
 step_build
 step_server
 step_sample_data
 step_presign
+step_mount
+unmount
 step "done"
-echo "Try: S3LINKFS_CONFIG=$WORK/config.toml $S3LINKFS presign s3://$BUCKET/hello/greeting.txt"
+echo "Try: export S3LINKFS_CONFIG=$WORK/config.toml"
+echo "     $S3LINKFS presign s3://$BUCKET/hello/greeting.txt"
+echo "     $S3LINKFS mount s3://$BUCKET /some/dir   (needs the server running: --keep)"
 [ $STARTED_RGW = 1 ] && [ $KEEP = 0 ] && echo "(the RGW stops now; scripts/demo.sh --keep leaves it running)"
 exit 0

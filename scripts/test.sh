@@ -170,7 +170,9 @@ printf '  %s\n' "${SUMMARY[@]}"
 for log in "${LOGS[@]}"; do
   echo
   echo "$(basename "$log" .log):"
-  grep -h '^test result:' "$log" || echo "  (no test result: cargo failed before running tests)"
+  # cargo's own result line, after the test binary it belongs to
+  awk '/^ *Running /{name = ($2 == "unittests") ? $3 : $2} /^ *Doc-tests /{name="doc-tests"} /^test result:/{printf "  %-28s %s\n", name, $0; n++}
+       END { if (!n) print "  (no test result: cargo failed before running tests)" }' "$log"
 done
 echo
 cat "${LOGS[@]}" | grep -h '^test result:' | awk '
