@@ -88,30 +88,12 @@ step_sample_data() {
   step "4. bucket '$BUCKET' with sample objects (uploaded with boto3)"
   printf 'Hello from s3linkfs!\n' >"$WORK/greeting.txt"
   head -c 200000 /dev/urandom >"$WORK/report.bin"
-  T_ENDPOINT=$ENDPOINT T_REGION=$REGION T_ACCESS=$ACCESS T_SECRET=$SECRET T_BUCKET=$BUCKET \
-  T_WORK=$WORK "${PYTHON:-python3}" - <<'EOF'
-import os, boto3, botocore
-from botocore.config import Config
-kw = dict(signature_version="s3v4", s3={"addressing_style": "path"})
-try:
-    cfg = Config(request_checksum_calculation="when_required",
-                 response_checksum_validation="when_required", **kw)
-except TypeError:
-    cfg = Config(**kw)
-e = os.environ
-s3 = boto3.client("s3", endpoint_url=e["T_ENDPOINT"], region_name=e["T_REGION"],
-                  aws_access_key_id=e["T_ACCESS"], aws_secret_access_key=e["T_SECRET"], config=cfg)
-try:
-    s3.create_bucket(Bucket=e["T_BUCKET"])
-except botocore.exceptions.ClientError as err:
-    if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-        raise
-for key, name, ctype in [("hello/greeting.txt", "greeting.txt", "text/plain"),
-                         ("reports/2024 Q1 (final).bin", "report.bin", "application/octet-stream")]:
-    with open(os.path.join(e["T_WORK"], name), "rb") as f:
-        s3.put_object(Bucket=e["T_BUCKET"], Key=key, Body=f.read(), ContentType=ctype)
-    print("  s3://%s/%s" % (e["T_BUCKET"], key))
-EOF
+  export S3_ENDPOINT=$ENDPOINT S3_REGION=$REGION S3_ACCESS_KEY=$ACCESS S3_SECRET_KEY=$SECRET
+  fixture() { "${PYTHON:-python3}" scripts/s3fixture.py "$@"; }
+  fixture mkbucket "$BUCKET"
+  fixture put "$BUCKET" hello/greeting.txt "$WORK/greeting.txt" text/plain
+  fixture put "$BUCKET" "reports/2024 Q1 (final).bin" "$WORK/report.bin" application/octet-stream
+  printf '  s3://%s/%s\n' "$BUCKET" hello/greeting.txt "$BUCKET" "reports/2024 Q1 (final).bin"
   # A profile for this server, private as a config file with a secret should be.
   CONFIG=$WORK/config.toml
   ( umask 077; cat >"$CONFIG" <<EOF

@@ -67,25 +67,8 @@ answers() {
 have_garage() { command -v garage >/dev/null || [ -x "$HOME/.cargo/bin/garage" ]; }
 
 make_bucket() {
-  T_ENDPOINT=$ENDPOINT T_REGION=$REGION T_ACCESS=$ACCESS T_SECRET=$SECRET T_BUCKET=$BUCKET \
-  "${PYTHON:-python3}" - <<'EOF'
-import os, boto3, botocore
-from botocore.config import Config
-kw = dict(signature_version="s3v4", s3={"addressing_style": "path"})
-try:
-    cfg = Config(request_checksum_calculation="when_required",
-                 response_checksum_validation="when_required", **kw)
-except TypeError:
-    cfg = Config(**kw)
-s3 = boto3.client("s3", endpoint_url=os.environ["T_ENDPOINT"], region_name=os.environ["T_REGION"],
-                  aws_access_key_id=os.environ["T_ACCESS"], aws_secret_access_key=os.environ["T_SECRET"],
-                  config=cfg)
-try:
-    s3.create_bucket(Bucket=os.environ["T_BUCKET"])
-except botocore.exceptions.ClientError as e:
-    if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-        raise
-EOF
+  S3_ENDPOINT=$ENDPOINT S3_REGION=$REGION S3_ACCESS_KEY=$ACCESS S3_SECRET_KEY=$SECRET \
+    "${PYTHON:-python3}" "$SCRIPTS/s3fixture.py" mkbucket "$BUCKET"
 }
 
 # run_cargo LABEL ARGS...: cargo test with output shown and kept; records the result
