@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run):
+#   0. scripts/install-deps.sh: installs what is missing (root for apt; garage is
+#      built once, about 10 minutes); S3LINKFS_SKIP_INSTALL=1 skips this step;
 #   1. cargo test for everything that needs no server (unit tests, the fake
 #      client, config and CLI tests, doc tests);
 #   2. for each real server (Ceph RGW, then Garage): use it if it already answers
@@ -7,11 +9,11 @@
 #      bucket with boto3, export the S3LINKFS_TEST_* variables and run every
 #      tests/real_*.rs against it.
 # Exits non-zero when anything failed. Without garage installed it skips Garage
-# loudly, except with CI=true, where that is a failure.
+# loudly (SKIP_GARAGE=1 also skips building it), except with CI=true, where that
+# is a failure.
 #
 # Environment: S3LINKFS_TEST_SERVERS ("rgw garage"), RGW_PORT (7480),
 # GARAGE_S3_PORT (3900), CARGO_TEST_ARGS (extra args after `--`, e.g. --nocapture).
-# Needs: scripts/install-deps.sh (once, as root).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,25 +67,8 @@ answers() {
 have_garage() { command -v garage >/dev/null || [ -x "$HOME/.cargo/bin/garage" ]; }
 
 make_bucket() {
-  T_ENDPOINT=$ENDPOINT T_REGION=$REGION T_ACCESS=$ACCESS T_SECRET=$SECRET T_BUCKET=$BUCKET \
-  "${PYTHON:-python3}" - <<'EOF'
-import os, boto3, botocore
-from botocore.config import Config
-kw = dict(signature_version="s3v4", s3={"addressing_style": "path"})
-try:
-    cfg = Config(request_checksum_calculation="when_required",
-                 response_checksum_validation="when_required", **kw)
-except TypeError:
-    cfg = Config(**kw)
-s3 = boto3.client("s3", endpoint_url=os.environ["T_ENDPOINT"], region_name=os.environ["T_REGION"],
-                  aws_access_key_id=os.environ["T_ACCESS"], aws_secret_access_key=os.environ["T_SECRET"],
-                  config=cfg)
-try:
-    s3.create_bucket(Bucket=os.environ["T_BUCKET"])
-except botocore.exceptions.ClientError as e:
-    if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-        raise
-EOF
+  S3_ENDPOINT=$ENDPOINT S3_REGION=$REGION S3_ACCESS_KEY=$ACCESS S3_SECRET_KEY=$SECRET \
+    "${PYTHON:-python3}" "$SCRIPTS/s3fixture.py" mkbucket "$BUCKET"
 }
 
 # run_cargo LABEL ARGS...: cargo test with output shown and kept; records the result
@@ -95,6 +80,12 @@ run_cargo() {
   if [ "$rc" = 0 ]; then SUMMARY+=("ok      $label"); else SUMMARY+=("FAILED  $label (exit $rc)"); FAILED=1; fi
   LOGS+=("$log")
 }
+
+# --- 0. dependencies -----------------------------------------------------------------------
+if [ "${S3LINKFS_SKIP_INSTALL:-0}" != 1 ]; then
+  say "dependencies (scripts/install-deps.sh)"
+  "$SCRIPTS/install-deps.sh" || { echo "test.sh: installing dependencies failed" >&2; exit 1; }
+fi
 
 # --- 1. everything that needs no server ---------------------------------------------------
 LOCAL_TARGETS=(--lib --bins)
@@ -162,7 +153,9 @@ printf '  %s\n' "${SUMMARY[@]}"
 for log in "${LOGS[@]}"; do
   echo
   echo "$(basename "$log" .log):"
-  grep -h '^test result:' "$log" || echo "  (no test result: cargo failed before running tests)"
+  # cargo's own result line, after the test binary it belongs to
+  awk '/^ *Running /{name = ($2 == "unittests") ? $3 : $2} /^ *Doc-tests /{name="doc-tests"} /^test result:/{printf "  %-28s %s\n", name, $0; n++}
+       END { if (!n) print "  (no test result: cargo failed before running tests)" }' "$log"
 done
 echo
 cat "${LOGS[@]}" | grep -h '^test result:' | awk '

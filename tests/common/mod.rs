@@ -8,9 +8,9 @@
 //! prints why and is skipped, unless `CI=true`, where it fails, so CI can never
 //! pass by skipping.
 //!
-//! Fixtures are written and inspected with boto3 in a python3 subprocess, so
-//! what the tests check against comes from an independent S3 implementation,
-//! and links are fetched with curl, as a user would.
+//! Fixtures are written and inspected with boto3 (scripts/s3fixture.py, in a
+//! python3 subprocess), so what the tests check against comes from an
+//! independent S3 implementation, and links are fetched with curl, as a user would.
 
 #![allow(dead_code)] // each test crate uses a different subset
 
@@ -247,13 +247,14 @@ impl TestServer {
     }
 
     fn boto3(&self, manifest: &str) -> Output {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3fixture.py");
         let mut child = Command::new(python())
-            .arg("-c")
-            .arg(BOTO3_SCRIPT)
-            .env("T_ENDPOINT", &self.endpoint)
-            .env("T_REGION", &self.region)
-            .env("T_ACCESS_KEY", &self.access_key)
-            .env("T_SECRET_KEY", &self.secret_key)
+            .arg(script)
+            .arg("batch")
+            .env("S3_ENDPOINT", &self.endpoint)
+            .env("S3_REGION", &self.region)
+            .env("S3_ACCESS_KEY", &self.access_key)
+            .env("S3_SECRET_KEY", &self.secret_key)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -278,47 +279,6 @@ impl TestServer {
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
-
-/// Reads `op \t bucket-hex \t key-hex \t file` lines on stdin; writes one line per
-/// `head` (`found \t size \t etag` or `missing`).
-const BOTO3_SCRIPT: &str = r#"
-import os, sys
-import boto3, botocore
-from botocore.config import Config
-kw = dict(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 3})
-try:
-    cfg = Config(request_checksum_calculation="when_required",
-                 response_checksum_validation="when_required", **kw)
-except TypeError:
-    cfg = Config(**kw)
-s3 = boto3.client("s3", endpoint_url=os.environ["T_ENDPOINT"], region_name=os.environ["T_REGION"],
-                  aws_access_key_id=os.environ["T_ACCESS_KEY"],
-                  aws_secret_access_key=os.environ["T_SECRET_KEY"], config=cfg)
-for line in sys.stdin:
-    op, bucket, key, path = line.rstrip("\n").split("\t")
-    bucket = bytes.fromhex(bucket).decode()
-    key = bytes.fromhex(key).decode() if key != "-" else None
-    if op == "put":
-        with open(path, "rb") as f:
-            s3.put_object(Bucket=bucket, Key=key, Body=f.read())
-    elif op == "head":
-        try:
-            r = s3.head_object(Bucket=bucket, Key=key)
-            print("found\t%d\t%s" % (r["ContentLength"], r["ETag"]))
-        except botocore.exceptions.ClientError as e:
-            if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                print("missing")
-            else:
-                raise
-    elif op == "mkbucket":
-        try:
-            s3.create_bucket(Bucket=bucket)
-        except botocore.exceptions.ClientError as e:
-            if e.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise
-    else:
-        raise SystemExit("unknown op " + op)
-"#;
 
 /// What curl got for a GET.
 #[derive(Debug)]
