@@ -206,8 +206,17 @@ impl Filesystem for Adapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        // Prefetched data is answered right here, without a hop to a task.
+        let _in_runtime = self.rt.enter();
+        if let Some(result) = self.fs.read_now(fh.0, offset, size) {
+            match result {
+                Ok(bytes) => reply.data(&bytes),
+                Err(e) => reply.error(errno("read", &e)),
+            }
+            return;
+        }
         self.spawn(move |fs| async move {
-            match fs.read(fh.0, offset, size).await {
+            match fs.read_rest(fh.0, offset, size).await {
                 Ok(bytes) => reply.data(&bytes),
                 Err(e) => reply.error(errno("read", &e)),
             }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use crate::fs::data::DataCacheConfig;
 use crate::fs::{Fs, FsConfig, MountSource};
 use crate::fuse::{self, MountOptions};
 use crate::s3::http::{ClientConfig, HttpClient};
@@ -100,13 +101,17 @@ pub fn run(req: MountRequest) -> Result<(), MountError> {
 /// Cache blocks (256 KiB) are allocated and freed all the time. glibc
 /// raises its mmap threshold after the first such free and then serves them
 /// from arenas that fragment and never shrink, so the process would keep far
-/// more memory than the cache holds. A fixed threshold keeps every block its
-/// own mapping, returned to the system when evicted.
+/// more memory than the cache holds. A threshold fixed at the block size
+/// keeps every block its own mapping, returned to the system when evicted,
+/// while the 128 KiB buffers of each FUSE reply stay cheap heap allocations.
 fn pin_mmap_threshold() {
     // SAFETY: mallopt only changes allocator tuning; called before any
     // thread of ours exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(
+            libc::M_MMAP_THRESHOLD,
+            DataCacheConfig::default().block_size as i32,
+        );
     }
 }
 

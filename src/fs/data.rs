@@ -17,6 +17,7 @@
 //!   so the next read tries again.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -182,15 +183,47 @@ impl DataCache {
         s
     }
 
-    /// Reads `len` bytes at `offset` of `version`, fetching what is missing,
-    /// and starts fetching the blocks up to `prefetch_end` (exclusive byte
-    /// offset) in the background. Returns fewer bytes only at end of file.
+    /// Starts fetching the byte range `range` of `version` in the
+    /// background (what is not cached or already coming). Must run inside
+    /// the tokio runtime.
+    pub fn prefetch(self: &Arc<Self>, version: &Arc<ObjectVersion>, range: Range<u64>) {
+        let end = range.end.min(version.size);
+        if range.start < end {
+            let bs = self.cfg.block_size;
+            self.request(version, range.start / bs, (end - 1) / bs);
+        }
+    }
+
+    /// The bytes at `offset..offset + len` of `version` if every block they
+    /// need is in memory; `None` (without waiting) otherwise.
+    pub fn try_read(&self, version: &Arc<ObjectVersion>, offset: u64, len: u64) -> Option<Bytes> {
+        let end = offset.saturating_add(len).min(version.size);
+        if offset >= end {
+            return Some(Bytes::new());
+        }
+        let bs = self.cfg.block_size;
+        let (first, last) = (offset / bs, (end - 1) / bs);
+        let mut st = self.state.lock().unwrap();
+        let mut blocks = Vec::with_capacity((last - first + 1) as usize);
+        for index in first..=last {
+            let key = BlockKey {
+                version: version.clone(),
+                index,
+            };
+            blocks.push(st.blocks.get(&key)?.clone());
+        }
+        drop(st);
+        self.stats.lock().unwrap().hits += blocks.len() as u64;
+        Some(assemble(&blocks, first * bs, offset, end))
+    }
+
+    /// Reads `len` bytes at `offset` of `version`, fetching what is missing.
+    /// Returns fewer bytes only at end of file.
     pub async fn read(
         self: &Arc<Self>,
         version: &Arc<ObjectVersion>,
         offset: u64,
         len: u64,
-        prefetch_end: u64,
     ) -> Result<Bytes, FetchError> {
         let end = offset.saturating_add(len).min(version.size);
         if offset >= end {
@@ -199,24 +232,12 @@ impl DataCache {
         let bs = self.cfg.block_size;
         let first = offset / bs;
         let last = (end - 1) / bs;
-        let prefetch_last = prefetch_end.min(version.size).saturating_sub(1) / bs;
-        self.request(version, first, last.max(prefetch_last));
-
-        if first == last {
-            let block = self.block(version, first).await?;
-            let start = (offset - first * bs) as usize;
-            let stop = (end - first * bs) as usize;
-            return Ok(block.slice(start..stop.min(block.len())));
-        }
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        self.request(version, first, last);
+        let mut blocks = Vec::with_capacity((last - first + 1) as usize);
         for index in first..=last {
-            let block = self.block(version, index).await?;
-            let block_start = index * bs;
-            let from = offset.saturating_sub(block_start) as usize;
-            let to = ((end - block_start) as usize).min(block.len());
-            out.extend_from_slice(&block[from..to]);
+            blocks.push(self.block(version, index).await?);
         }
-        Ok(out.freeze())
+        Ok(assemble(&blocks, first * bs, offset, end))
     }
 
     /// Drops every cached block of `version` (after a remote change).
@@ -497,4 +518,24 @@ impl DataCache {
 
 fn disk_name(version: &ObjectVersion, index: u64) -> String {
     DiskTier::name(&version.bucket, &version.key, &version.etag, index)
+}
+
+/// Cuts `offset..end` out of consecutive `blocks`, the first starting at
+/// `blocks_start`: a zero-copy slice when one block covers it.
+fn assemble(blocks: &[Bytes], blocks_start: u64, offset: u64, end: u64) -> Bytes {
+    let from = (offset - blocks_start) as usize;
+    let to = (end - blocks_start) as usize;
+    if let [only] = blocks {
+        return only.slice(from.min(only.len())..to.min(only.len()));
+    }
+    let mut out = BytesMut::with_capacity(to - from);
+    let mut at = 0usize;
+    for b in blocks {
+        let (lo, hi) = (from.max(at), to.min(at + b.len()));
+        if lo < hi {
+            out.extend_from_slice(&b[lo - at..hi - at]);
+        }
+        at += b.len();
+    }
+    out.freeze()
 }

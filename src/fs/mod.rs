@@ -22,6 +22,7 @@ pub mod xattr;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -300,8 +301,12 @@ struct DirHandle {
 /// Sequential-read detection for one open file.
 #[derive(Debug)]
 struct Readahead {
+    /// Where the previous read ended.
     next_offset: u64,
+    /// Current prefetch window (0 after a random read).
     window: u64,
+    /// Bytes up to here have been requested already.
+    requested_until: u64,
 }
 
 struct FileHandle {
@@ -884,6 +889,7 @@ impl Fs {
                 readahead: Mutex::new(Readahead {
                     next_offset: 0,
                     window: 0,
+                    requested_until: 0,
                 }),
             }),
         );
@@ -896,33 +902,78 @@ impl Fs {
         if let Some(w) = writer {
             return self.read_writer(&w, offset, size).await;
         }
-        let handle = self
-            .file_handles
+        let handle = self.read_handle(fh)?;
+        self.start_prefetch(&handle, offset, size);
+        self.read_planned(&handle, offset, size).await
+    }
+
+    /// The fast path of [`Self::read`]: answers at once when every block
+    /// the read needs is cached (starting the same prefetch), else `None`,
+    /// and the caller continues with [`Self::read_rest`]. Must run inside
+    /// the tokio runtime.
+    pub fn read_now(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Option<Result<bytes::Bytes, FsError>> {
+        if self.write_handles.lock().unwrap().contains_key(&fh) {
+            return None;
+        }
+        let handle = match self.read_handle(fh) {
+            Ok(h) => h,
+            Err(e) => return Some(Err(e)),
+        };
+        self.start_prefetch(&handle, offset, size);
+        self.data
+            .try_read(&handle.version, offset, u64::from(size))
+            .map(Ok)
+    }
+
+    /// The slow path after [`Self::read_now`] answered `None`: waits for the
+    /// blocks (the prefetch was already started).
+    pub async fn read_rest(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<bytes::Bytes, FsError> {
+        let writer = self.write_handles.lock().unwrap().get(&fh).cloned();
+        if let Some(w) = writer {
+            return self.read_writer(&w, offset, size).await;
+        }
+        let handle = self.read_handle(fh)?;
+        self.read_planned(&handle, offset, size).await
+    }
+
+    fn read_handle(&self, fh: u64) -> Result<Arc<FileHandle>, FsError> {
+        self.file_handles
             .lock()
             .unwrap()
             .get(&fh)
             .cloned()
-            .ok_or(FsError::BadHandle)?;
-        let len = u64::from(size);
-        let prefetch_end = {
-            let mut ra = handle.readahead.lock().unwrap();
-            let sequential = offset <= ra.next_offset.saturating_add(SEQUENTIAL_SLACK)
-                && offset.saturating_add(SEQUENTIAL_SLACK) >= ra.next_offset;
-            let max_window = self.max_window();
-            ra.window = if sequential {
-                (ra.window.max(self.data.block_size()) * 2).min(max_window)
-            } else {
-                0
-            };
-            ra.next_offset = ra.next_offset.max(offset + len);
-            if !sequential {
-                ra.next_offset = offset + len;
-            }
-            offset + len + ra.window
-        };
-        let bytes = self
-            .data
-            .read(&handle.version, offset, len, prefetch_end)
+            .ok_or(FsError::BadHandle)
+    }
+
+    fn start_prefetch(&self, handle: &FileHandle, offset: u64, size: u32) {
+        let plan = self.plan_prefetch(
+            &mut handle.readahead.lock().unwrap(),
+            offset,
+            u64::from(size),
+        );
+        if let Some(range) = plan {
+            self.data.prefetch(&handle.version, range);
+        }
+    }
+
+    async fn read_planned(
+        &self,
+        handle: &FileHandle,
+        offset: u64,
+        size: u32,
+    ) -> Result<bytes::Bytes, FsError> {
+        self.data
+            .read(&handle.version, offset, u64::from(size))
             .await
             .map_err(|e| {
                 if let FetchError::S3(s3) = &e
@@ -934,8 +985,35 @@ impl Fs {
                     ));
                 }
                 FsError::from(e)
-            })?;
-        Ok(bytes)
+            })
+    }
+
+    /// Decides what to fetch ahead of a read at `offset`. Sequential reads
+    /// grow the window (doubling, from one part up to [`Self::max_window`])
+    /// and top it up in large steps once half of it has been consumed, so
+    /// GETs stay part-sized; a random read fetches only what it needs.
+    fn plan_prefetch(&self, ra: &mut Readahead, offset: u64, len: u64) -> Option<Range<u64>> {
+        let end = offset + len;
+        let sequential = offset <= ra.next_offset.saturating_add(SEQUENTIAL_SLACK)
+            && offset.saturating_add(SEQUENTIAL_SLACK) >= ra.next_offset;
+        if !sequential {
+            *ra = Readahead {
+                next_offset: end,
+                window: 0,
+                requested_until: 0,
+            };
+            return None;
+        }
+        let part = self.cfg.cache.part_size;
+        ra.next_offset = ra.next_offset.max(end);
+        ra.window = (ra.window * 2).clamp(part, self.max_window());
+        if ra.requested_until >= end + ra.window / 2 {
+            return None;
+        }
+        let start = ra.requested_until.max(end);
+        let stop = (end + ra.window).div_ceil(part) * part;
+        ra.requested_until = stop;
+        Some(start..stop)
     }
 
     /// The largest prefetch window: a quarter of the cache, so one reader
