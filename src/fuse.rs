@@ -350,6 +350,22 @@ impl Filesystem for Adapter {
         });
     }
 
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Regular files come through `create`; devices, FIFOs and sockets
+        // have no object form.
+        let e = FsError::NotPermitted("only regular files and directories exist here".into());
+        reply.error(errno("mknod", &e));
+    }
+
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
         self.spawn(move |fs| async move {

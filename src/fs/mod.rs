@@ -1006,7 +1006,8 @@ impl Fs {
         }
         let part = self.cfg.cache.part_size;
         ra.next_offset = ra.next_offset.max(end);
-        ra.window = (ra.window * 2).clamp(part, self.max_window());
+        // Not clamp(): a small cache makes the largest window smaller than a part.
+        ra.window = (ra.window * 2).max(part).min(self.max_window());
         if ra.requested_until >= end + ra.window / 2 {
             return None;
         }
