@@ -139,6 +139,63 @@ pub struct DataCache {
     permits: Arc<Semaphore>,
     stats: Mutex<CacheStats>,
     disk: Option<Arc<DiskTier>>,
+    pool: Arc<BufferPool>,
+}
+
+/// Recycles block buffers. A fresh block-sized allocation costs a page fault
+/// and a zeroed page for every 4 KiB of it (a quarter of the CPU of a cold
+/// sequential read); a recycled one costs nothing. Holds at most
+/// `max_free` idle buffers, so it adds a bounded amount to memory.
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    block_size: usize,
+    max_free: usize,
+}
+
+/// A block's bytes, returned to the pool when the last `Bytes` view of
+/// it is dropped.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if buf.capacity() == self.pool.block_size {
+            let mut free = self.pool.free.lock().unwrap();
+            if free.len() < self.pool.max_free {
+                free.push(buf);
+            }
+        }
+    }
+}
+
+impl BufferPool {
+    /// An empty buffer able to hold `len` bytes without reallocating.
+    fn take(&self, len: usize) -> Vec<u8> {
+        if len == self.block_size
+            && let Some(mut buf) = self.free.lock().unwrap().pop()
+        {
+            buf.clear();
+            return buf;
+        }
+        Vec::with_capacity(len)
+    }
+
+    /// Freezes a filled buffer into a block that finds its way back here.
+    fn seal(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buf,
+            pool: self.clone(),
+        })
+    }
 }
 
 impl DataCache {
@@ -152,7 +209,15 @@ impl DataCache {
                 None
             }
         });
+        let pool = Arc::new(BufferPool {
+            free: Mutex::new(Vec::new()),
+            block_size: cfg.block_size as usize,
+            // 64 idle blocks (16 MiB at the default size) absorb the churn of
+            // a sequential read, where every new block evicts an old one.
+            max_free: 64,
+        });
         Arc::new(Self {
+            pool,
             disk,
             client,
             permits: Arc::new(Semaphore::new(cfg.max_parallel.max(1))),
@@ -434,7 +499,7 @@ impl DataCache {
             // cached block never pins a larger network buffer.
             let block_len = |at: u64| bs.min(end - at) as usize;
             let mut next_block = start;
-            let mut cur = BytesMut::with_capacity(block_len(start));
+            let mut cur = self.pool.take(block_len(start));
             let mut got = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| FetchError::S3(Arc::new(e)))?;
@@ -446,13 +511,13 @@ impl DataCache {
                     cur.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
                     if cur.len() == want {
-                        let block = std::mem::take(&mut cur).freeze();
+                        let block = self.pool.seal(std::mem::take(&mut cur));
                         if let Some((index, tx)) = pending.next() {
                             self.complete(&version, index, Ok(block), tx);
                         }
                         next_block += want as u64;
                         if next_block < end {
-                            cur = BytesMut::with_capacity(block_len(next_block));
+                            cur = self.pool.take(block_len(next_block));
                         }
                     }
                 }
