@@ -382,6 +382,22 @@ fn remote_overwrite_and_delete_show_after_the_ttl() {
     let names = names_in(&m.path);
     assert_eq!(names, ["f".to_string()].into());
 
+    // Same size, new bytes: only the ETag tells the versions apart, so
+    // the kernel's page cache must be dropped on the change.
+    let v3 = random_bytes(2500, 3);
+    ts.put_fixture(&ts.bucket, &key, &v3);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 2500);
+    assert!(std::fs::read(&p).unwrap() == v3, "same-size overwrite");
+
+    // A name created elsewhere shows once the negative TTL has passed.
+    let e = std::fs::metadata(m.join("new")).unwrap_err();
+    assert_eq!(errno_of(&e), libc::ENOENT);
+    ts.put_fixture(&ts.bucket, &format!("{prefix}/new"), b"new");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(std::fs::read(m.join("new")).unwrap(), b"new");
+    ts.delete_object(&ts.bucket, &format!("{prefix}/new"));
+
     ts.delete_object(&ts.bucket, &key);
     std::thread::sleep(Duration::from_millis(2500));
     let e = std::fs::metadata(&p).unwrap_err();
@@ -637,5 +653,34 @@ fn read_only_mount_refuses_changes_with_erofs() {
     assert_eq!(errno_of(&e), libc::EROFS, "unlink");
     assert!(ts.head(&ts.bucket, &format!("{prefix}/new")).is_none());
     assert!(ts.head(&ts.bucket, &format!("{prefix}/x")).is_some());
+    m.unmount();
+}
+
+#[test]
+fn an_open_file_never_mixes_two_versions() {
+    let Some(ts) = test_server() else { return };
+    let prefix = unique_name("mnt-mix");
+    let key = format!("{prefix}/f");
+    let v1 = random_bytes(64 * MIB, 11);
+    ts.put_fixture(&ts.bucket, &key, &v1);
+    let m = Mount::bucket(&ts, &format!("{prefix}/"), &[]);
+    let f = std::fs::File::open(m.join("f")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert!(buf == v1[..4096]);
+
+    // Replaced while open, with the same size: bytes not read yet must not
+    // come from the new version.
+    let v2 = random_bytes(64 * MIB, 12);
+    ts.put_fixture(&ts.bucket, &key, &v2);
+    let off = 48 * MIB;
+    match f.read_exact_at(&mut buf, off as u64) {
+        Ok(()) => assert!(
+            buf == v1[off..off + 4096],
+            "an open file served bytes of the new version"
+        ),
+        Err(e) => assert_eq!(errno_of(&e), libc::ESTALE, "{e}"),
+    }
+    drop(f);
     m.unmount();
 }
