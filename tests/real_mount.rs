@@ -684,3 +684,125 @@ fn an_open_file_never_mixes_two_versions() {
     drop(f);
     m.unmount();
 }
+
+/// A TCP relay to the server that can be stopped (listener closed, every
+/// open connection cut, so the port refuses like a stopped server) and
+/// started again on the same port.
+struct Relay {
+    port: u16,
+    upstream: String,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Relay {
+        let mut r = Relay {
+            port: 0,
+            upstream: upstream.to_string(),
+            running: Default::default(),
+            conns: Default::default(),
+            acceptor: None,
+        };
+        r.resume();
+        r
+    }
+
+    fn resume(&mut self) {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        self.port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        self.running.store(true, Ordering::SeqCst);
+        let (running, conns, upstream) = (
+            self.running.clone(),
+            self.conns.clone(),
+            self.upstream.clone(),
+        );
+        self.acceptor = Some(std::thread::spawn(move || {
+            while running.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut list = conns.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        }));
+    }
+
+    fn stop(&mut self) {
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            t.join().unwrap();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn server_gone_mid_read_gives_eio_and_the_mount_recovers() {
+    let Some(ts) = test_server() else { return };
+    let prefix = unique_name("mnt-gone");
+    let body = random_bytes(32 * MIB, 32);
+    put_under(
+        &ts,
+        &prefix,
+        &[
+            ("f".to_string(), body.clone()),
+            ("g".to_string(), b"g".to_vec()),
+        ],
+    );
+    let upstream = ts.endpoint.trim_start_matches("http://").to_string();
+    let mut relay = Relay::start(&upstream);
+    let mut via = ts.clone();
+    via.endpoint = format!("http://127.0.0.1:{}", relay.port);
+    let m = Mount::bucket(&via, &format!("{prefix}/"), &[]);
+
+    let f = std::fs::File::open(m.join("f")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert!(buf == body[..4096]);
+
+    // The server goes away: a read that needs it fails with EIO (after the
+    // client's bounded retries), and nothing else is wedged meanwhile.
+    relay.stop();
+    let off = 24 * MIB;
+    let e = f.read_exact_at(&mut buf, off as u64).unwrap_err();
+    assert_eq!(errno_of(&e), libc::EIO, "{e}");
+    assert!(std::fs::metadata(&m.path).unwrap().is_dir());
+    assert!(is_mounted(&m.path));
+
+    // Back again: the same handle and new opens work, byte-exact.
+    relay.resume();
+    f.read_exact_at(&mut buf, off as u64).unwrap();
+    assert!(buf == body[off..off + 4096], "after the server came back");
+    drop(f);
+    assert!(std::fs::read(m.join("f")).unwrap() == body);
+    assert_eq!(std::fs::read(m.join("g")).unwrap(), b"g");
+    m.unmount();
+}
