@@ -10,10 +10,19 @@ Server from the environment: S3_ENDPOINT, S3_REGION, S3_ACCESS_KEY, S3_SECRET_KE
     s3fixture.py put BUCKET KEY FILE [TYPE]  upload FILE as KEY
     s3fixture.py batch                       lines on stdin, fields hex-encoded UTF-8
                                              (so any key passes), tab-separated:
-                                               put <bucket> <key> <file path>
+                                               put <bucket> <key> <file path> [<extra>]
                                                head <bucket> <key> -
+                                               headfull <bucket> <key> -
+                                               count <bucket> <prefix> -
+                                               delete <bucket> <key> -
+                                               putmany <bucket> <prefix> <count>
                                                mkbucket <bucket> - -
-                                             head prints `found<TAB>size<TAB>etag` or `missing`
+                                             <extra>: hex of `Name<TAB>value` lines
+                                             (ContentType, CacheControl, ...,
+                                             meta:<name>) passed to put_object;
+                                             head prints `found<TAB>size<TAB>etag` or
+                                             `missing`; headfull one `name<TAB>hex value`
+                                             line per header; count the key count
 """
 import os
 import sys
@@ -25,7 +34,7 @@ from botocore.config import Config
 
 def client():
     kw = dict(signature_version="s3v4", s3={"addressing_style": "path"},
-              retries={"max_attempts": 3})
+              retries={"max_attempts": 3}, max_pool_connections=16)
     try:
         # boto3 >= 1.36 adds CRC checksums to every upload by default; Ceph RGW 16
         # and other older servers reject them. Only send them where required.
@@ -34,9 +43,18 @@ def client():
     except TypeError:
         cfg = Config(**kw)
     e = os.environ
-    return boto3.client("s3", endpoint_url=e["S3_ENDPOINT"], region_name=e["S3_REGION"],
-                        aws_access_key_id=e["S3_ACCESS_KEY"],
-                        aws_secret_access_key=e["S3_SECRET_KEY"], config=cfg)
+    s3 = boto3.client("s3", endpoint_url=e["S3_ENDPOINT"], region_name=e["S3_REGION"],
+                      aws_access_key_id=e["S3_ACCESS_KEY"],
+                      aws_secret_access_key=e["S3_SECRET_KEY"], config=cfg)
+    # Garage leaves a kept-alive connection unusable after answering an empty
+    # PUT sent with `Expect: 100-continue` (the next request on it stalls until
+    # the read timeout); boto3 sends that header on every PutObject. Fixtures
+    # are small and local, so the header buys nothing: drop it.
+    def no_expect(request, **_):
+        if "Expect" in request.headers:
+            del request.headers["Expect"]
+    s3.meta.events.register("before-send.s3", no_expect)
+    return s3
 
 
 def mkbucket(s3, bucket):
@@ -47,10 +65,58 @@ def mkbucket(s3, bucket):
             raise
 
 
-def put(s3, bucket, key, path, content_type=None):
+def put(s3, bucket, key, path, content_type=None, extra=None):
+    extra = dict(extra or {})
+    if content_type:
+        extra["ContentType"] = content_type
     with open(path, "rb") as f:
-        extra = {"ContentType": content_type} if content_type else {}
         s3.put_object(Bucket=bucket, Key=key, Body=f.read(), **extra)
+
+
+def parse_extra(field):
+    kw = {}
+    for item in bytes.fromhex(field).decode().split("\n"):
+        if not item:
+            continue
+        name, value = item.split("\t", 1)
+        if name.startswith("meta:"):
+            kw.setdefault("Metadata", {})[name[5:]] = value
+        else:
+            kw[name] = value
+    return kw
+
+
+def put_many(s3, bucket, prefix, count):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i):
+        s3.put_object(Bucket=bucket, Key="%sf%05d" % (prefix, i), Body=b"%d\n" % i)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(one, range(count)))
+
+
+def count(s3, bucket, prefix):
+    n = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        n += page.get("KeyCount", 0)
+    return n
+
+
+def head_full(s3, bucket, key):
+    try:
+        r = s3.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as err:
+        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return ["missing"]
+        raise
+    fields = [("size", str(r["ContentLength"])), ("etag", r["ETag"])]
+    for name in ("ContentType", "ContentDisposition", "CacheControl", "ContentEncoding",
+                 "ContentLanguage"):
+        if name in r:
+            fields.append((name, r[name]))
+    for name, value in sorted(r.get("Metadata", {}).items()):
+        fields.append(("meta:" + name, value))
+    return ["%s\t%s" % (name, value.encode().hex()) for name, value in fields]
 
 
 def head(s3, bucket, key):
@@ -66,11 +132,22 @@ def head(s3, bucket, key):
 def batch(s3):
     unhex = lambda f: bytes.fromhex(f).decode("utf-8")
     for line in sys.stdin:
-        op, bucket, key, path = line.rstrip("\n").split("\t")
+        parts = line.rstrip("\n").split("\t")
+        op, bucket, key, path = parts[:4]
+        extra = parse_extra(parts[4]) if len(parts) > 4 else {}
         if op == "put":
-            put(s3, unhex(bucket), unhex(key), path)
+            put(s3, unhex(bucket), unhex(key), path, extra=extra)
         elif op == "head":
             print(head(s3, unhex(bucket), unhex(key)), flush=True)
+        elif op == "headfull":
+            for out in head_full(s3, unhex(bucket), unhex(key)):
+                print(out, flush=True)
+        elif op == "count":
+            print(count(s3, unhex(bucket), unhex(key)), flush=True)
+        elif op == "delete":
+            s3.delete_object(Bucket=unhex(bucket), Key=unhex(key))
+        elif op == "putmany":
+            put_many(s3, unhex(bucket), unhex(key), int(path))
         elif op == "mkbucket":
             mkbucket(s3, unhex(bucket))
         else:

@@ -247,9 +247,8 @@ impl TestServer {
     }
 
     fn boto3(&self, manifest: &str) -> Output {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3fixture.py");
         let mut child = Command::new(python())
-            .arg(script)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3fixture.py"))
             .arg("batch")
             .env("S3_ENDPOINT", &self.endpoint)
             .env("S3_REGION", &self.region)
@@ -278,6 +277,105 @@ impl TestServer {
 
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// An object's HEAD answer as boto3 saw it, for before/after comparisons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadFull {
+    /// Content-Length.
+    pub size: u64,
+    /// ETag, quoted.
+    pub etag: String,
+    /// Every other header boto3 reports (`ContentType`, `ContentDisposition`,
+    /// `CacheControl`, `ContentEncoding`, `ContentLanguage`) and `meta:<name>`
+    /// for each `x-amz-meta-<name>`, sorted by name.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl HeadFull {
+    /// A header (`ContentType`, ...) or `meta:<name>`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+impl TestServer {
+    /// Uploads one object with boto3, with extra `put_object` arguments:
+    /// `("ContentType", "application/pdf")`, `("CacheControl", ...)`,
+    /// `("ContentDisposition", ...)`, or `("meta:<name>", value)`.
+    pub fn put_fixture_with(&self, bucket: &str, key: &str, body: &[u8], extra: &[(&str, &str)]) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("body");
+        std::fs::write(&file, body).unwrap();
+        let extra: String = extra.iter().map(|(n, v)| format!("{n}\t{v}\n")).collect();
+        self.boto3(&format!(
+            "put\t{}\t{}\t{}\t{}\n",
+            hex::encode(bucket),
+            hex::encode(key),
+            file.display(),
+            hex::encode(extra)
+        ));
+    }
+
+    /// Uploads `count` small objects `<prefix>f00000`, `<prefix>f00001`, ...
+    /// (body `"<i>\n"`) with 16 boto3 threads in one process.
+    pub fn put_many(&self, bucket: &str, prefix: &str, count: usize) {
+        self.boto3(&format!(
+            "putmany\t{}\t{}\t{count}\n",
+            hex::encode(bucket),
+            hex::encode(prefix)
+        ));
+    }
+
+    /// How many keys start with `prefix` (a paginated boto3 LIST).
+    pub fn count_keys(&self, bucket: &str, prefix: &str) -> usize {
+        let out = self.boto3(&format!(
+            "count\t{}\t{}\t-\n",
+            hex::encode(bucket),
+            hex::encode(prefix)
+        ));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Deletes one object with boto3.
+    pub fn delete_object(&self, bucket: &str, key: &str) {
+        self.boto3(&format!(
+            "delete\t{}\t{}\t-\n",
+            hex::encode(bucket),
+            hex::encode(key)
+        ));
+    }
+
+    /// HEAD with boto3, with every header and all user metadata; `None` when
+    /// the object does not exist.
+    pub fn head_full(&self, bucket: &str, key: &str) -> Option<HeadFull> {
+        let out = self.boto3(&format!(
+            "headfull\t{}\t{}\t-\n",
+            hex::encode(bucket),
+            hex::encode(key)
+        ));
+        let text = String::from_utf8(out.stdout).unwrap();
+        if text.trim() == "missing" {
+            return None;
+        }
+        let mut headers = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let (name, value) = line.split_once('\t').expect("name\tvalue");
+            let value = String::from_utf8(hex::decode(value).unwrap()).unwrap();
+            headers.insert(name.to_string(), value);
+        }
+        let size = headers.remove("size").expect("size").parse().unwrap();
+        let etag = headers.remove("etag").expect("etag");
+        Some(HeadFull {
+            size,
+            etag,
+            headers,
+        })
+    }
 }
 
 /// What curl got for a GET.
