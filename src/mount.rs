@@ -76,6 +76,7 @@ pub fn run(req: MountRequest) -> Result<(), MountError> {
     if !req.foreground && !is_daemon_child() {
         return spawn_background();
     }
+    pin_mmap_threshold();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("s3linkfs-io")
@@ -94,6 +95,19 @@ pub fn run(req: MountRequest) -> Result<(), MountError> {
     })?;
     tracing::info!("unmounted");
     Ok(())
+}
+
+/// Cache blocks (256 KiB) are allocated and freed all the time. glibc
+/// raises its mmap threshold after the first such free and then serves them
+/// from arenas that fragment and never shrink, so the process would keep far
+/// more memory than the cache holds. A fixed threshold keeps every block its
+/// own mapping, returned to the system when evicted.
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only changes allocator tuning; called before any
+    // thread of ours exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
 
 fn check_mountpoint(path: &Path) -> Result<(), MountError> {

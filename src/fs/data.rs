@@ -409,23 +409,31 @@ impl DataCache {
                 .await
                 .map_err(|e| FetchError::S3(Arc::new(e)))?;
             let mut body = out.body;
-            let mut buf = BytesMut::new();
-            let mut got = 0u64;
+            // Each block is filled into its own exact-size allocation, so a
+            // cached block never pins a larger network buffer.
+            let block_len = |at: u64| bs.min(end - at) as usize;
             let mut next_block = start;
+            let mut cur = BytesMut::with_capacity(block_len(start));
+            let mut got = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| FetchError::S3(Arc::new(e)))?;
                 got += chunk.len() as u64;
-                buf.extend_from_slice(&chunk);
-                while next_block < end {
-                    let want = (bs.min(end - next_block)) as usize;
-                    if buf.len() < want {
-                        break;
+                let mut rest = &chunk[..];
+                while !rest.is_empty() && next_block < end {
+                    let want = block_len(next_block);
+                    let take = (want - cur.len()).min(rest.len());
+                    cur.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if cur.len() == want {
+                        let block = std::mem::take(&mut cur).freeze();
+                        if let Some((index, tx)) = pending.next() {
+                            self.complete(&version, index, Ok(block), tx);
+                        }
+                        next_block += want as u64;
+                        if next_block < end {
+                            cur = BytesMut::with_capacity(block_len(next_block));
+                        }
                     }
-                    let block = buf.split_to(want).freeze();
-                    if let Some((index, tx)) = pending.next() {
-                        self.complete(&version, index, Ok(block), tx);
-                    }
-                    next_block += want as u64;
                 }
             }
             if next_block < end {

@@ -19,6 +19,9 @@
 //!   exponential backoff and full jitter, at most `max_attempts` attempts, and
 //!   no new attempt starts after `max_retry_time`; a dead server therefore
 //!   fails within `max_retry_time + connect_timeout + first_byte_timeout`;
+//! - a GetObject body that breaks or stalls midway is resumed from the
+//!   next byte with `Range` and `If-Match` (same attempt and time budget as
+//!   a request), so the reader sees one gapless body of one object version;
 //! - a CompleteMultipartUpload whose retry finds the upload gone confirms
 //!   with a HEAD that the object was completed, and then reports success;
 //! - every failed attempt is logged (`tracing::warn`) with operation, bucket,
@@ -741,56 +744,141 @@ async fn read_body(
     }
 }
 
-/// A body stream with a stall bound per chunk, that skips `skip` bytes and
-/// ends after `take` (used when a server ignored a Range and sent it all).
-fn body_stream(
-    stream: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
-    stall: Duration,
-    mut skip: u64,
-    mut take: Option<u64>,
-) -> ByteStream {
-    let stream = Box::pin(stream);
-    Box::pin(futures_util::stream::unfold(
-        Some(stream),
-        move |state| async move {
-            let mut stream = state?;
-            loop {
-                if take == Some(0) {
-                    return None;
+type RawBody = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// Where a GET body stands; drives the resuming [`ByteStream`].
+struct BodyReader {
+    client: HttpClient,
+    bucket: String,
+    key: String,
+    /// ETag of the object being read; a resume is conditional on it.
+    etag: String,
+    raw: RawBody,
+    /// Absolute offset of the next byte `raw` yields.
+    raw_pos: u64,
+    /// Absolute offset of the next byte the consumer gets.
+    pos: u64,
+    /// Absolute end (exclusive) of what the consumer asked for.
+    end: u64,
+    resumes: u32,
+    first_failure: Option<Instant>,
+    /// Stall detection without a timer per chunk: the timer is re-armed
+    /// only when it fires, from the last time data arrived or the consumer
+    /// started waiting.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last_progress: Instant,
+}
+
+impl BodyReader {
+    fn into_stream(self) -> ByteStream {
+        Box::pin(futures_util::stream::unfold(
+            Some(self),
+            |state| async move {
+                let mut reader = state?;
+                match reader.next_chunk().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+                    Ok(None) => None,
+                    // After an error the stream ends.
+                    Err(e) => Some((Err(e), None)),
                 }
-                let item = match tokio::time::timeout(stall, stream.next()).await {
-                    Err(_) => Err(S3Error::Timeout(format!(
+            },
+        ))
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, S3Error> {
+        let stall = self.client.inner.cfg.stall_timeout;
+        // Only time spent waiting on the server counts, not the consumer's
+        // pauses between chunks.
+        self.last_progress = Instant::now();
+        loop {
+            if self.pos >= self.end {
+                return Ok(None);
+            }
+            let item = tokio::select! {
+                biased;
+                item = self.raw.next() => item,
+                () = &mut self.timer => {
+                    let deadline = self.last_progress + stall;
+                    if Instant::now() < deadline {
+                        self.timer.as_mut().reset(deadline.into());
+                        continue;
+                    }
+                    self.timer.as_mut().reset((Instant::now() + stall).into());
+                    self.resume(S3Error::Timeout(format!(
                         "body stalled for {:.1} s",
                         stall.as_secs_f64()
-                    ))),
-                    Ok(None) => return None,
-                    Ok(Some(Err(e))) => Err(transport_error(e)),
-                    Ok(Some(Ok(mut chunk))) => {
-                        if skip > 0 {
-                            let n = skip.min(chunk.len() as u64);
-                            skip -= n;
-                            let _ = chunk.split_to(n as usize);
-                            if chunk.is_empty() {
-                                continue;
-                            }
-                        }
-                        if let Some(t) = take.as_mut() {
-                            if (chunk.len() as u64) > *t {
-                                chunk.truncate(*t as usize);
-                            }
-                            *t -= chunk.len() as u64;
-                        }
-                        Ok(chunk)
+                    )))
+                    .await?;
+                    continue;
+                }
+            };
+            self.last_progress = Instant::now();
+            let failure = match item {
+                None => {
+                    S3Error::Transport(format!("body ended at byte {} of {}", self.pos, self.end))
+                }
+                Some(Err(e)) => transport_error(e),
+                Some(Ok(mut chunk)) => {
+                    let chunk_start = self.raw_pos;
+                    self.raw_pos += chunk.len() as u64;
+                    // Keep only [pos, end) of what arrived.
+                    let from = self.pos.saturating_sub(chunk_start).min(chunk.len() as u64);
+                    let to = self.end.saturating_sub(chunk_start).min(chunk.len() as u64);
+                    if from >= to {
+                        continue;
                     }
-                };
-                // After an error the stream ends.
-                return match item {
-                    Ok(chunk) => Some((Ok(chunk), Some(stream))),
-                    Err(e) => Some((Err(e), None)),
-                };
-            }
-        },
-    ))
+                    chunk.truncate(to as usize);
+                    let _ = chunk.split_to(from as usize);
+                    self.pos += chunk.len() as u64;
+                    return Ok(Some(chunk));
+                }
+            };
+            self.resume(failure).await?;
+        }
+    }
+
+    /// Re-requests `[pos, end)` with `If-Match`, or returns `failure` when
+    /// the retry budget (attempts and time, as for requests) is spent.
+    async fn resume(&mut self, failure: S3Error) -> Result<(), S3Error> {
+        let cfg = &self.client.inner.cfg;
+        let started = *self.first_failure.get_or_insert_with(Instant::now);
+        if self.etag.is_empty()
+            || self.resumes + 1 >= cfg.max_attempts
+            || started.elapsed() >= cfg.max_retry_time
+        {
+            return Err(failure);
+        }
+        self.resumes += 1;
+        tracing::warn!(
+            bucket = %self.bucket,
+            key = %self.key,
+            offset = self.pos,
+            error = %failure,
+            "GetObject body failed; resuming"
+        );
+        let call = Call::new("GetObject", Method::GET, &self.bucket, Some(&self.key))
+            .header("range", format!("bytes={}-{}", self.pos, self.end - 1))
+            .header("if-match", self.etag.clone());
+        let response = self.client.attempt(&call).await?;
+        self.raw_pos = if response.status().as_u16() == 206 {
+            content_range_start(response.headers()).ok_or_else(|| {
+                S3Error::InvalidResponse("206 answer without a usable Content-Range".into())
+            })?
+        } else {
+            0
+        };
+        self.raw = Box::pin(response.bytes_stream());
+        // The new answer gets a full stall window.
+        self.last_progress = Instant::now();
+        Ok(())
+    }
+}
+
+/// First byte from `Content-Range: bytes a-b/total`.
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let v = header_str(headers, "content-range")?;
+    let range = v.trim().strip_prefix("bytes")?.trim();
+    range.split('-').next()?.trim().parse().ok()
 }
 
 /// Total size from `Content-Range: bytes a-b/total`.
@@ -877,31 +965,44 @@ impl ObjectClient for HttpClient {
         let response = self.run_streaming(&call).await?;
         let headers = response.headers();
         let etag = Self::etag_header(headers);
-        let (object_size, skip, take) = if response.status().as_u16() == 206 {
-            let total = content_range_total(headers).ok_or_else(|| {
-                S3Error::InvalidResponse("206 answer without a usable Content-Range".into())
-            })?;
-            (total, 0, None)
+        let (object_size, raw_pos) = if response.status().as_u16() == 206 {
+            let total = content_range_total(headers);
+            let start = content_range_start(headers);
+            match (total, start) {
+                (Some(t), Some(s)) => (t, s),
+                _ => {
+                    return Err(S3Error::InvalidResponse(
+                        "206 answer without a usable Content-Range".into(),
+                    ));
+                }
+            }
         } else {
+            // A 200 to a ranged request means the server ignored the Range
+            // (allowed by HTTP): the reader cuts the range out itself.
             let total = content_length(headers).ok_or_else(|| {
                 S3Error::InvalidResponse("GET answer without Content-Length".into())
             })?;
-            match &req.range {
-                // The server ignored the Range (allowed by HTTP): cut it here.
-                Some(r) => (
-                    total,
-                    r.start,
-                    Some(r.end.min(total).saturating_sub(r.start)),
-                ),
-                None => (total, 0, None),
-            }
+            (total, 0)
         };
-        let body = body_stream(
-            response.bytes_stream(),
-            self.inner.cfg.stall_timeout,
-            skip,
-            take,
-        );
+        let (pos, end) = match &req.range {
+            Some(r) => (r.start, r.end.min(object_size)),
+            None => (0, object_size),
+        };
+        let body = BodyReader {
+            client: self.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            etag: etag.clone(),
+            raw: Box::pin(response.bytes_stream()),
+            raw_pos,
+            pos,
+            end,
+            resumes: 0,
+            first_failure: None,
+            timer: Box::pin(tokio::time::sleep(self.inner.cfg.stall_timeout)),
+            last_progress: Instant::now(),
+        }
+        .into_stream();
         Ok(GetOutput {
             body,
             etag,

@@ -29,6 +29,8 @@ pub enum ProxyFault {
     Blackhole,
     /// Forward, but pass only this many answer bytes, then stall forever.
     StallAfter(usize),
+    /// Forward, but pass only this many answer bytes, then reset.
+    ResetAfter(usize),
     /// Forward the request, wait for the answer to start, then reset the
     /// client connection: the server did the work, the client lost the answer.
     LoseAnswer,
@@ -148,6 +150,34 @@ async fn handle(
             let mut sink = [0u8; 65536];
             while client.read(&mut sink).await? > 0 {}
             std::future::pending::<()>().await;
+            Ok(())
+        }
+        Some(ProxyFault::ResetAfter(limit)) => {
+            let mut server = TcpStream::connect(upstream).await?;
+            {
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let request = tokio::io::copy(&mut cr, &mut sw);
+                let answer = async {
+                    let mut passed = 0usize;
+                    let mut buf = vec![0u8; 16384];
+                    while passed < limit {
+                        let n = sr.read(&mut buf).await?;
+                        if n == 0 {
+                            break;
+                        }
+                        let take = n.min(limit - passed);
+                        cw.write_all(&buf[..take]).await?;
+                        passed += take;
+                    }
+                    std::io::Result::Ok(())
+                };
+                tokio::select! {
+                    _ = request => {}
+                    _ = answer => {}
+                }
+            }
+            reset(client);
             Ok(())
         }
         Some(ProxyFault::StallAfter(limit)) => {
