@@ -115,7 +115,9 @@ for srv in $SERVERS; do
     fi
   fi
   if ! make_bucket; then
-    SUMMARY+=("FAILED  $srv: could not create bucket $BUCKET"); FAILED=1
+    SUMMARY+=("FAILED  $srv: could not create bucket $BUCKET (a reused server may be full:"
+              "        the RGW holds 4 GiB in memory; scripts/start-$srv.sh starts a fresh one)")
+    FAILED=1
     continue
   fi
   S3LINKFS_TEST_ENDPOINT=$ENDPOINT S3LINKFS_TEST_REGION=$REGION \
