@@ -15,6 +15,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 KEEP=0
 for a in "$@"; do
   case $a in
@@ -27,7 +29,6 @@ done
 BUCKET=demo
 WORK=$(mktemp -d /tmp/s3linkfs-demo.XXXXXX)
 STARTED_RGW=0
-EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 # show CMD...: prints the command (shell-quoted) on stderr, then runs it
@@ -70,12 +71,8 @@ step_server() {
     echo "using $ENDPOINT (S3LINKFS_DEMO_ENDPOINT)"
     return
   fi
-  ENDPOINT=http://127.0.0.1:${RGW_PORT:-7480}; REGION=us-east-1
-  ACCESS=AKIDEXAMPLE; SECRET=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
-  local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 --aws-sigv4 "aws:amz:$REGION:s3" \
-    -H "x-amz-content-sha256: $EMPTY_SHA256" --user "$ACCESS:$SECRET" "$ENDPOINT/" || true)
-  if [ "$code" = 200 ]; then
+  server_env rgw
+  if answers; then
     echo "reusing the local Ceph RGW at $ENDPOINT"
   else
     echo "starting a local Ceph RGW at $ENDPOINT (scripts/start-rgw.sh, about 5 s)"

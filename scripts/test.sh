@@ -19,10 +19,11 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 SCRIPTS=$ROOT/scripts
+# shellcheck source=scripts/lib.sh
+. "$SCRIPTS/lib.sh"
 LOGDIR=$(mktemp -d /tmp/s3linkfs-test.XXXXXX)
 BUCKET=s3linkfs-test
 SERVERS=${S3LINKFS_TEST_SERVERS:-rgw garage}
-EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 read -r -a EXTRA <<<"${CARGO_TEST_ARGS:-}"
 
 STARTED=()        # servers this script started, stopped on exit
@@ -41,28 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# server_env NAME: sets ENDPOINT REGION ACCESS SECRET for a server
-server_env() {
-  case $1 in
-    rgw)
-      ENDPOINT=http://127.0.0.1:${RGW_PORT:-7480}; REGION=us-east-1
-      ACCESS=AKIDEXAMPLE; SECRET=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY ;;
-    garage)
-      ENDPOINT=http://127.0.0.1:${GARAGE_S3_PORT:-3900}; REGION=garage
-      ACCESS=GKTESTACCESSKEY000000000
-      SECRET=0000000000000000000000000000000000000000000000000000000000000000 ;;
-    *) echo "test.sh: unknown server $1" >&2; return 1 ;;
-  esac
-}
-
-# answers: a SigV4-signed ListBuckets with the test key returns 200
-answers() {
-  local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 --aws-sigv4 "aws:amz:$REGION:s3" \
-    -H "x-amz-content-sha256: $EMPTY_SHA256" --user "$ACCESS:$SECRET" "$ENDPOINT/" 2>/dev/null)
-  [ "$code" = 200 ]
-}
 
 have_garage() { command -v garage >/dev/null || [ -x "$HOME/.cargo/bin/garage" ]; }
 
@@ -136,7 +115,9 @@ for srv in $SERVERS; do
     fi
   fi
   if ! make_bucket; then
-    SUMMARY+=("FAILED  $srv: could not create bucket $BUCKET"); FAILED=1
+    SUMMARY+=("FAILED  $srv: could not create bucket $BUCKET (a reused server may be full:"
+              "        the RGW holds 4 GiB in memory; scripts/start-$srv.sh starts a fresh one)")
+    FAILED=1
     continue
   fi
   S3LINKFS_TEST_ENDPOINT=$ENDPOINT S3LINKFS_TEST_REGION=$REGION \
