@@ -9,7 +9,6 @@
 //! main.rs / cli.rs   clap front end; only `main` uses anyhow
 //! config.rs          raw TOML, environment and ~/.aws input -> validated `Profile`
 //! mount.rs           start-up checks, background process, clean unmount
-//! mount.rs           start-up checks, background process, clean unmount
 //! fuse.rs            thin fuser adapter: converts arguments, calls one `fs` method, replies;
 //!                    the only place where errors become errno values
 //! fs/                inode table, metadata and data caches, virtual xattrs;
