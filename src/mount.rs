@@ -87,7 +87,7 @@ pub fn run(req: MountRequest) -> Result<(), MountError> {
     let client: Arc<dyn ObjectClient> = Arc::new(client);
     rt.block_on(check_source(client.as_ref(), &req.source))?;
     let fs = Arc::new(Fs::new(client, &req.source, req.fs.clone()));
-    tracing::info!(mountpoint = %req.options.mountpoint.display(), source = ?req.source, "mounting");
+    tracing::debug!(mountpoint = %req.options.mountpoint.display(), source = ?req.source, "mounting");
     fuse::mount(fs, rt.handle().clone(), &req.options, || {
         if is_daemon_child() {
             println!("ready");
