@@ -232,14 +232,7 @@ impl Fs {
         read: bool,
     ) -> Result<(Entry, Opened), FsError> {
         self.check_writable()?;
-        let name = name
-            .to_str()
-            .ok_or_else(|| FsError::Invalid("file names must be UTF-8".into()))?;
-        if !valid_name(name) {
-            return Err(FsError::Invalid(format!(
-                "{name:?} cannot be an object name"
-            )));
-        }
+        let name = new_name(name)?;
         let dir = self.node(parent)?;
         if matches!(dir.location, Location::Buckets) {
             return Err(FsError::NotPermitted(
@@ -868,14 +861,7 @@ impl Fs {
     /// that it persists while empty.
     pub async fn mkdir(&self, parent: Ino, name: &OsStr) -> Result<Entry, FsError> {
         self.check_writable()?;
-        let name_str = name
-            .to_str()
-            .ok_or_else(|| FsError::Invalid("names must be UTF-8".into()))?;
-        if !valid_name(name_str) {
-            return Err(FsError::Invalid(format!(
-                "{name_str:?} cannot be a directory name"
-            )));
-        }
+        let name_str = new_name(name)?;
         if self.lookup(parent, name).await.is_ok() {
             return Err(FsError::Exists);
         }
@@ -938,14 +924,7 @@ impl Fs {
         no_replace: bool,
     ) -> Result<(), FsError> {
         self.check_writable()?;
-        let newname_str = newname
-            .to_str()
-            .ok_or_else(|| FsError::Invalid("names must be UTF-8".into()))?;
-        if !valid_name(newname_str) {
-            return Err(FsError::Invalid(format!(
-                "{newname_str:?} cannot be a name"
-            )));
-        }
+        let newname_str = new_name(newname)?;
         let src = self.lookup(parent, name).await?;
         let src_ino = src.attr.ino;
         let src_loc = self.location(src_ino)?;
@@ -1145,6 +1124,18 @@ impl Fs {
         apply(&mut st.headers)?;
         Ok(true)
     }
+}
+
+/// Checks a name this mount is asked to create: UTF-8 (S3 keys are), and a
+/// valid file name (see [`valid_name`]).
+fn new_name(name: &OsStr) -> Result<&str, FsError> {
+    let name = name
+        .to_str()
+        .ok_or_else(|| FsError::Invalid(format!("{name:?}: object keys must be UTF-8")))?;
+    if !valid_name(name) {
+        return Err(FsError::Invalid(format!("{name:?} cannot be a name")));
+    }
+    Ok(name)
 }
 
 /// Reads `len` bytes at `offset` of a staged file, off the async threads.
