@@ -816,3 +816,45 @@ async fn regression_prefetch_window_with_cache_smaller_than_parts() {
     }
     assert!(out == data);
 }
+
+/// Regression: after a rename the kernel keeps using the source's inode under
+/// the new name (an editor's save: write a temp file, rename it over the
+/// original, read the original). That inode still pointed at the deleted
+/// source key, so reads failed.
+#[tokio::test]
+async fn regression_renamed_file_readable_through_its_old_inode() {
+    let fake = FakeClient::with_buckets(&["b"]);
+    fake.put("b", "doc.txt", b"old".to_vec());
+    fake.put("b", "d/inner", b"in".to_vec());
+    let fs = mount(&fake, config());
+    let (tmp, o) = fs
+        .create(ROOT_INO, OsStr::new(".doc.swp"), false)
+        .await
+        .unwrap();
+    fs.write(o.fh, 0, b"new text").await.unwrap();
+    fs.flush(o.fh).await.unwrap();
+    fs.release(o.fh).await;
+    fs.rename(
+        ROOT_INO,
+        OsStr::new(".doc.swp"),
+        ROOT_INO,
+        OsStr::new("doc.txt"),
+        false,
+    )
+    .await
+    .unwrap();
+    let o = fs.open(tmp.attr.ino, false, false).await.unwrap();
+    assert_eq!(&fs.read(o.fh, 0, 100).await.unwrap()[..], b"new text");
+    fs.release(o.fh).await;
+
+    // A directory's inode, and the inodes below it, follow it too.
+    let d = fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
+    let inner = fs.lookup(d.attr.ino, OsStr::new("inner")).await.unwrap();
+    fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), false)
+        .await
+        .unwrap();
+    let o = fs.open(inner.attr.ino, false, false).await.unwrap();
+    assert_eq!(&fs.read(o.fh, 0, 100).await.unwrap()[..], b"in");
+    let again = fs.lookup(d.attr.ino, OsStr::new("inner")).await.unwrap();
+    assert_eq!(again.attr.size, 2);
+}

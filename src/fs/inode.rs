@@ -247,6 +247,39 @@ impl InodeTable {
         }
     }
 
+    /// After a rename: the kernel keeps using the inode numbers it holds, so
+    /// `ino` now names `to` (under `parent` as `name`), and every node below
+    /// a renamed directory follows it to the new prefix.
+    pub fn relocate(&mut self, ino: Ino, to: Location, parent: Ino, name: &str) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        let from = std::mem::replace(&mut node.location, to.clone());
+        node.parent = parent;
+        node.name = name.to_string();
+        if let (
+            Location::Dir {
+                bucket,
+                prefix: old,
+            },
+            Location::Dir { prefix: new, .. },
+        ) = (&from, &to)
+        {
+            for node in self.nodes.values_mut() {
+                match &mut node.location {
+                    Location::Dir { bucket: b, prefix }
+                    | Location::File {
+                        bucket: b,
+                        key: prefix,
+                    } if b == bucket && prefix.starts_with(old.as_str()) && !old.is_empty() => {
+                        *prefix = format!("{new}{}", &prefix[old.len()..]);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// Drops `n` kernel references; removes the node when none remain and no
     /// handle is open. Returns true if the node was removed.
     pub fn forget(&mut self, ino: Ino, n: u64) -> bool {
@@ -362,6 +395,23 @@ mod tests {
             t.forget(ino, 1);
         }
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn relocate_moves_a_directory_and_what_is_below_it() {
+        let now = Instant::now();
+        let mut t = InodeTable::new(Location::Buckets, now);
+        let dir = |p: &str| Location::Dir {
+            bucket: "b".into(),
+            prefix: p.into(),
+        };
+        let d = t.upsert(ROOT_INO, "a", dir("a/"), stat(), 1, now);
+        let f = t.upsert(d, "x", file("a/x"), stat(), 1, now);
+        let other = t.upsert(ROOT_INO, "ab", file("ab"), stat(), 1, now);
+        t.relocate(d, dir("z/"), ROOT_INO, "z");
+        assert_eq!(t.get(d).unwrap().location, dir("z/"));
+        assert_eq!(t.get(f).unwrap().location, file("z/x"));
+        assert_eq!(t.get(other).unwrap().location, file("ab"));
     }
 
     #[test]

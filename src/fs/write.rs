@@ -984,6 +984,20 @@ impl Fs {
             }
             Location::Buckets => return Err(FsError::NotPermitted("the root".into())),
         }
+        // The kernel goes on using the source's inode under the new name.
+        if let Some(to) = dst_dir.location.child(newname_str, src_loc.is_dir()) {
+            let mut nodes = self.nodes.lock().unwrap();
+            nodes.relocate(src_ino, to, newparent, newname_str);
+            // The copy may carry another ETag (a multipart source becomes
+            // single-part): the next open asks the store.
+            if let Some(node) = nodes.get_mut(src_ino) {
+                let now = Instant::now();
+                node.validated = now.checked_sub(self.cfg.metadata_ttl).unwrap_or(now);
+            }
+            drop(nodes);
+            self.heads.lock().unwrap().pop(&src_ino);
+            self.listings.lock().unwrap().pop(&src_ino);
+        }
         self.forget_name(parent, &name.to_string_lossy());
         self.forget_name(newparent, newname_str);
         self.negative
