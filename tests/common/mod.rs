@@ -246,6 +246,85 @@ impl TestServer {
         self.boto3(&format!("mkbucket\t{}\t-\t-\n", hex::encode(bucket)));
     }
 
+    /// GET with boto3: the body and the hex MD5 of it, or `None` when the
+    /// object does not exist.
+    pub fn download(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("body");
+        let out = self.boto3(&format!(
+            "get\t{}\t{}\t{}\n",
+            hex::encode(bucket),
+            hex::encode(key),
+            file.display()
+        ));
+        let line = String::from_utf8(out.stdout).unwrap();
+        let mut fields = line.trim_end().split('\t');
+        match (fields.next(), fields.next()) {
+            (Some("found"), Some(md5)) => Some((std::fs::read(&file).unwrap(), md5.to_string())),
+            _ => None,
+        }
+    }
+
+    /// HEAD with boto3, every header the tests look at: `size`, `etag`,
+    /// `content-type`, `content-disposition`, `cache-control` and `meta.<name>`
+    /// for user metadata (absent ones are left out); `None` when missing.
+    pub fn head_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let out = self.boto3(&format!(
+            "headx\t{}\t{}\t-\n",
+            hex::encode(bucket),
+            hex::encode(key)
+        ));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        if lines.next() != Some("found") {
+            return None;
+        }
+        Some(
+            lines
+                .filter_map(|l| l.split_once('\t'))
+                .map(|(n, v)| {
+                    let v = String::from_utf8(hex::decode(v).unwrap()).unwrap();
+                    (n.to_string(), v)
+                })
+                .collect(),
+        )
+    }
+
+    /// Keys under `prefix` (no delimiter), sorted.
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.key_lines("list", bucket, prefix)
+    }
+
+    /// Keys under `prefix` with a multipart upload in progress
+    /// (ListMultipartUploads), one entry per upload, sorted.
+    pub fn multipart_uploads(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.key_lines("uploads", bucket, prefix)
+    }
+
+    /// Deletes every object under `prefix` and aborts every upload there.
+    pub fn delete_prefix(&self, bucket: &str, prefix: &str) {
+        self.key_lines("rmprefix", bucket, prefix);
+    }
+
+    fn key_lines(&self, op: &str, bucket: &str, prefix: &str) -> Vec<String> {
+        let out = self.boto3(&format!(
+            "{op}\t{}\t{}\t-\n",
+            hex::encode(bucket),
+            hex::encode(prefix)
+        ));
+        let mut keys: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| String::from_utf8(hex::decode(l).unwrap()).unwrap())
+            .collect();
+        keys.sort();
+        keys
+    }
+
     fn boto3(&self, manifest: &str) -> Output {
         let mut child = Command::new(python())
             .arg("-c")
@@ -280,9 +359,11 @@ fn python() -> String {
 }
 
 /// Reads `op \t bucket-hex \t key-hex \t file` lines on stdin; writes one line per
-/// `head` (`found \t size \t etag` or `missing`).
+/// `head` (`found \t size \t etag` or `missing`) and per `get` (`found \t md5`
+/// or `missing`); `headx` writes `found` then `name \t value-hex` lines (or
+/// `missing`); `list`, `uploads` and `rmprefix` write one hex key per line.
 const BOTO3_SCRIPT: &str = r#"
-import os, sys
+import hashlib, os, sys
 import boto3, botocore
 from botocore.config import Config
 kw = dict(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 3})
@@ -310,6 +391,52 @@ for line in sys.stdin:
                 print("missing")
             else:
                 raise
+    elif op == "get":
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            with open(path, "wb") as f:
+                f.write(body)
+            print("found\t%s" % hashlib.md5(body).hexdigest())
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                print("missing")
+            else:
+                raise
+    elif op == "headx":
+        try:
+            r = s3.head_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                print("missing")
+                continue
+            raise
+        print("found")
+        out = {"size": str(r["ContentLength"]), "etag": r["ETag"]}
+        for name, field in (("content-type", "ContentType"), ("content-disposition", "ContentDisposition"),
+                            ("cache-control", "CacheControl")):
+            if r.get(field) is not None:
+                out[name] = r[field]
+        for k, v in r.get("Metadata", {}).items():
+            out["meta." + k] = v
+        for k, v in out.items():
+            print("%s\t%s" % (k, v.encode().hex()))
+    elif op in ("list", "rmprefix"):
+        keys = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key or ""):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        if op == "rmprefix":
+            for k in keys:
+                s3.delete_object(Bucket=bucket, Key=k)
+            r = s3.list_multipart_uploads(Bucket=bucket, Prefix=key or "")
+            for u in r.get("Uploads", []):
+                s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+        else:
+            for k in keys:
+                print(k.encode().hex())
+    elif op == "uploads":
+        r = s3.list_multipart_uploads(Bucket=bucket, Prefix=key or "")
+        for u in r.get("Uploads", []):
+            print(u["Key"].encode().hex())
     elif op == "mkbucket":
         try:
             s3.create_bucket(Bucket=bucket)
