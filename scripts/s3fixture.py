@@ -16,13 +16,26 @@ Server from the environment: S3_ENDPOINT, S3_REGION, S3_ACCESS_KEY, S3_SECRET_KE
                                                count <bucket> <prefix> -
                                                delete <bucket> <key> -
                                                putmany <bucket> <prefix> <count>
+                                               get <bucket> <key> <file path>
+                                               headx <bucket> <key> -
+                                               list <bucket> <prefix> -
+                                               uploads <bucket> <prefix> -
+                                               rmprefix <bucket> <prefix> -
                                                mkbucket <bucket> - -
                                              <extra>: hex of `Name<TAB>value` lines
                                              (ContentType, CacheControl, ...,
                                              meta:<name>) passed to put_object;
                                              head prints `found<TAB>size<TAB>etag` or
                                              `missing`; headfull one `name<TAB>hex value`
-                                             line per header; count the key count
+                                             line per header; count the key count;
+                                             get writes the body to the file and prints
+                                             `found<TAB>md5` or `missing`; headx prints
+                                             `found` then `name<TAB>hex value` lines
+                                             (size, etag, content-type,
+                                             content-disposition, cache-control,
+                                             meta.<name>); list and uploads print one
+                                             hex key per line; rmprefix deletes every
+                                             object and aborts every upload under it
 """
 import os
 import sys
@@ -129,6 +142,59 @@ def head(s3, bucket, key):
         raise
 
 
+def missing(err):
+    return err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")
+
+
+def get(s3, bucket, key, path):
+    import hashlib
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except botocore.exceptions.ClientError as err:
+        if missing(err):
+            return "missing"
+        raise
+    with open(path, "wb") as f:
+        f.write(body)
+    return "found\t%s" % hashlib.md5(body).hexdigest()
+
+
+def head_x(s3, bucket, key):
+    try:
+        r = s3.head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as err:
+        if missing(err):
+            return ["missing"]
+        raise
+    out = {"size": str(r["ContentLength"]), "etag": r["ETag"]}
+    for name, field in (("content-type", "ContentType"),
+                        ("content-disposition", "ContentDisposition"),
+                        ("cache-control", "CacheControl")):
+        if r.get(field) is not None:
+            out[name] = r[field]
+    for k, v in r.get("Metadata", {}).items():
+        out["meta." + k] = v
+    return ["found"] + ["%s\t%s" % (k, v.encode().hex()) for k, v in out.items()]
+
+
+def list_keys(s3, bucket, prefix):
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+def uploads(s3, bucket, prefix):
+    return s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+
+
+def rm_prefix(s3, bucket, prefix):
+    for k in list_keys(s3, bucket, prefix):
+        s3.delete_object(Bucket=bucket, Key=k)
+    for u in uploads(s3, bucket, prefix):
+        s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+
+
 def batch(s3):
     unhex = lambda f: bytes.fromhex(f).decode("utf-8")
     for line in sys.stdin:
@@ -148,6 +214,19 @@ def batch(s3):
             s3.delete_object(Bucket=unhex(bucket), Key=unhex(key))
         elif op == "putmany":
             put_many(s3, unhex(bucket), unhex(key), int(path))
+        elif op == "get":
+            print(get(s3, unhex(bucket), unhex(key), path), flush=True)
+        elif op == "headx":
+            for out in head_x(s3, unhex(bucket), unhex(key)):
+                print(out, flush=True)
+        elif op == "list":
+            for k in list_keys(s3, unhex(bucket), unhex(key)):
+                print(k.encode().hex(), flush=True)
+        elif op == "uploads":
+            for u in uploads(s3, unhex(bucket), unhex(key)):
+                print(u["Key"].encode().hex(), flush=True)
+        elif op == "rmprefix":
+            rm_prefix(s3, unhex(bucket), unhex(key))
         elif op == "mkbucket":
             mkbucket(s3, unhex(bucket))
         else:

@@ -88,12 +88,15 @@ pub fn run(req: MountRequest) -> Result<(), MountError> {
     rt.block_on(check_source(client.as_ref(), &req.source))?;
     let fs = Arc::new(Fs::new(client, &req.source, req.fs.clone()));
     tracing::debug!(mountpoint = %req.options.mountpoint.display(), source = ?req.source, "mounting");
-    fuse::mount(fs, rt.handle().clone(), &req.options, || {
+    fuse::mount(fs.clone(), rt.handle().clone(), &req.options, || {
         if is_daemon_child() {
             println!("ready");
             detach_stdio();
         }
     })?;
+    // Uploads started by a last close must end (or be aborted) before the
+    // process does.
+    rt.block_on(fs.finish_releases());
     tracing::info!("unmounted");
     Ok(())
 }

@@ -858,3 +858,150 @@ async fn regression_renamed_file_readable_through_its_old_inode() {
     let again = fs.lookup(d.attr.ino, OsStr::new("inner")).await.unwrap();
     assert_eq!(again.attr.size, 2);
 }
+
+#[tokio::test]
+async fn failed_put_of_new_file_is_retried_with_its_bytes_not_empty() {
+    let fake = FakeClient::with_buckets(&["b"]);
+    let fs = mount(&fake, config());
+    let (_, o) = fs
+        .create(ROOT_INO, OsStr::new("small.txt"), false)
+        .await
+        .unwrap();
+    write_all(&fs, o.fh, b"hello, world", 5).await;
+    fake.inject(
+        Op::PutObject,
+        Fault::service(500, S3ErrorCode::InternalError),
+    );
+    assert!(matches!(fs.flush(o.fh).await, Err(FsError::Io(_))));
+    assert!(fake.object("b", "small.txt").is_none());
+    fs.release(o.fh).await;
+    assert_eq!(
+        &fake.object("b", "small.txt").unwrap().body[..],
+        b"hello, world"
+    );
+}
+
+#[tokio::test]
+async fn failed_multipart_stream_leaves_no_object_after_release() {
+    let fake = FakeClient::with_buckets(&["b"]);
+    let fs = mount(&fake, config());
+    fake.inject(
+        Op::UploadPart,
+        Fault::service(500, S3ErrorCode::InternalError).times(100),
+    );
+    let (_, o) = fs
+        .create(ROOT_INO, OsStr::new("big.bin"), false)
+        .await
+        .unwrap();
+    write_all(&fs, o.fh, &pattern(12 * 1024 * 1024 + 5), 1 << 20).await;
+    assert!(matches!(fs.flush(o.fh).await, Err(FsError::Io(_))));
+    assert!(matches!(fs.flush(o.fh).await, Err(FsError::Io(_))));
+    fs.release(o.fh).await;
+    assert!(fake.object("b", "big.bin").is_none(), "no partial object");
+    assert_eq!(fake.count(Op::PutObject), 0);
+    assert!(fake.pending_uploads("b").is_empty(), "no orphaned upload");
+}
+
+#[tokio::test]
+async fn fsync_mid_write_of_new_file_keeps_earlier_bytes() {
+    for len in [100usize, 12 * 1024 * 1024 + 7] {
+        let fake = FakeClient::with_buckets(&["b"]);
+        let fs = mount(&fake, config());
+        let data = pattern(2 * len);
+        let (e, o) = fs
+            .create(ROOT_INO, OsStr::new("grow.log"), false)
+            .await
+            .unwrap();
+        write_all(&fs, o.fh, &data[..len], 1 << 20).await;
+        fs.flush(o.fh).await.unwrap();
+        assert_eq!(fake.object("b", "grow.log").unwrap().body.len(), len);
+        let mut off = len;
+        while off < data.len() {
+            let end = (off + (1 << 20)).min(data.len());
+            fs.write(o.fh, off as u64, &data[off..end]).await.unwrap();
+            off = end;
+        }
+        fs.flush(o.fh).await.unwrap();
+        fs.release(o.fh).await;
+        let obj = fake.object("b", "grow.log").unwrap();
+        assert_eq!(obj.body.len(), data.len(), "len {len}");
+        assert!(obj.body[..] == data[..], "content, len {len}");
+        assert_eq!(
+            fs.getattr(e.attr.ino).await.unwrap().attr.size,
+            2 * len as u64
+        );
+        assert!(fake.pending_uploads("b").is_empty());
+    }
+}
+
+#[tokio::test]
+async fn renamed_inode_follows_its_new_name() {
+    let fake = FakeClient::with_buckets(&["b"]);
+    fake.put("b", "f", b"F".to_vec());
+    fake.put("b", "d1/x", b"X".to_vec());
+    let fs = mount(&fake, config());
+    let f = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap().attr.ino;
+    let d = fs
+        .lookup(ROOT_INO, OsStr::new("d1"))
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let x = fs.lookup(d, OsStr::new("x")).await.unwrap().attr.ino;
+    fs.rename(ROOT_INO, OsStr::new("f"), ROOT_INO, OsStr::new("g"), false)
+        .await
+        .unwrap();
+    fs.rename(
+        ROOT_INO,
+        OsStr::new("d1"),
+        ROOT_INO,
+        OsStr::new("d2"),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(fake.object("b", "f").is_none());
+    // The new name finds the same inode, so a second rename moves it again.
+    let g = fs.lookup(ROOT_INO, OsStr::new("g")).await.unwrap().attr.ino;
+    assert_eq!(g, f);
+    fs.rename(ROOT_INO, OsStr::new("g"), ROOT_INO, OsStr::new("h"), false)
+        .await
+        .unwrap();
+    for (ino, body) in [(f, &b"F"[..]), (x, &b"X"[..])] {
+        let o = fs.open(ino, false, false).await.unwrap();
+        assert_eq!(&fs.read(o.fh, 0, 10).await.unwrap()[..], body);
+        fs.release(o.fh).await;
+    }
+    // The moved directory's inode lists and looks up under its new prefix.
+    let y = fs.lookup(d, OsStr::new("x")).await.unwrap().attr.ino;
+    let o = fs.open(y, true, false).await.unwrap();
+    fs.write(o.fh, 1, b"Y").await.unwrap();
+    fs.flush(o.fh).await.unwrap();
+    fs.release(o.fh).await;
+    assert_eq!(&fake.object("b", "d2/x").unwrap().body[..], b"XY");
+    assert!(fake.object("b", "d1/x").is_none());
+}
+
+#[tokio::test]
+async fn finish_releases_waits_for_an_upload_in_flight() {
+    let fake = FakeClient::with_buckets(&["b"]);
+    let fs = mount(&fake, config());
+    let (_, o) = fs
+        .create(ROOT_INO, OsStr::new("late.txt"), false)
+        .await
+        .unwrap();
+    write_all(&fs, o.fh, b"bytes", 5).await;
+    let (reached, at_put) = tokio::sync::oneshot::channel();
+    fake.before_next(Op::PutObject, move || {
+        let _ = reached.send(());
+    });
+    fake.inject(Op::PutObject, Fault::delay(Duration::from_millis(300)));
+    let releasing = {
+        let fs = fs.clone();
+        tokio::spawn(async move { fs.release(o.fh).await })
+    };
+    at_put.await.unwrap();
+    fs.finish_releases().await;
+    assert_eq!(&fake.object("b", "late.txt").unwrap().body[..], b"bytes");
+    releasing.await.unwrap();
+}

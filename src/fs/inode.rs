@@ -137,6 +137,9 @@ pub struct Node {
 #[derive(Debug)]
 pub struct InodeTable {
     nodes: HashMap<Ino, Node>,
+    /// Inodes moved by a rename, by their new location: their numbers are
+    /// not the hash of where they now live, and lookups must find them.
+    moved: HashMap<Location, Ino>,
 }
 
 impl InodeTable {
@@ -160,7 +163,10 @@ impl InodeTable {
                 last_open_etag: None,
             },
         );
-        Self { nodes }
+        Self {
+            nodes,
+            moved: HashMap::new(),
+        }
     }
 
     /// The node for `ino`, if the kernel still holds it.
@@ -185,6 +191,14 @@ impl InodeTable {
 
     /// The inode number `location` has or would get.
     fn number_for(&self, location: &Location) -> Ino {
+        if let Some(&ino) = self.moved.get(location)
+            && self
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| n.location == *location)
+        {
+            return ino;
+        }
         let mut ino = location.hash();
         loop {
             if ino <= ROOT_INO {
@@ -247,39 +261,6 @@ impl InodeTable {
         }
     }
 
-    /// After a rename: the kernel keeps using the inode numbers it holds, so
-    /// `ino` now names `to` (under `parent` as `name`), and every node below
-    /// a renamed directory follows it to the new prefix.
-    pub fn relocate(&mut self, ino: Ino, to: Location, parent: Ino, name: &str) {
-        let Some(node) = self.nodes.get_mut(&ino) else {
-            return;
-        };
-        let from = std::mem::replace(&mut node.location, to.clone());
-        node.parent = parent;
-        node.name = name.to_string();
-        if let (
-            Location::Dir {
-                bucket,
-                prefix: old,
-            },
-            Location::Dir { prefix: new, .. },
-        ) = (&from, &to)
-        {
-            for node in self.nodes.values_mut() {
-                match &mut node.location {
-                    Location::Dir { bucket: b, prefix }
-                    | Location::File {
-                        bucket: b,
-                        key: prefix,
-                    } if b == bucket && prefix.starts_with(old.as_str()) && !old.is_empty() => {
-                        *prefix = format!("{new}{}", &prefix[old.len()..]);
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-
     /// Drops `n` kernel references; removes the node when none remain and no
     /// handle is open. Returns true if the node was removed.
     pub fn forget(&mut self, ino: Ino, n: u64) -> bool {
@@ -291,10 +272,60 @@ impl InodeTable {
         };
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 && node.open_handles == 0 {
-            self.nodes.remove(&ino);
+            self.remove(ino);
             return true;
         }
         false
+    }
+
+    /// Points `ino` at its new place after a rename (and, for a directory,
+    /// every entry under it): the kernel keeps using the moved inodes under
+    /// their new names. Their numbers stay as they were, so a later lookup
+    /// of the new path finds them through `moved`; the old path gets a fresh
+    /// number.
+    pub fn relocate(&mut self, ino: Ino, parent: Ino, name: &str, to: Location) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        let from = std::mem::replace(&mut node.location, to.clone());
+        node.parent = parent;
+        node.name = name.to_string();
+        self.moved.remove(&from);
+        self.moved.insert(to.clone(), ino);
+        let (
+            Location::Dir {
+                bucket,
+                prefix: old,
+            },
+            Location::Dir { prefix: new, .. },
+        ) = (&from, &to)
+        else {
+            return;
+        };
+        for (&i, n) in self.nodes.iter_mut() {
+            let before = n.location.clone();
+            let (Location::Dir {
+                bucket: b,
+                prefix: p,
+            }
+            | Location::File { bucket: b, key: p }) = &mut n.location
+            else {
+                continue;
+            };
+            if b == bucket && p.len() > old.len() && p.starts_with(old.as_str()) {
+                *p = format!("{new}{}", &p[old.len()..]);
+                self.moved.remove(&before);
+                self.moved.insert(n.location.clone(), i);
+            }
+        }
+    }
+
+    fn remove(&mut self, ino: Ino) {
+        if let Some(node) = self.nodes.remove(&ino)
+            && self.moved.get(&node.location) == Some(&ino)
+        {
+            self.moved.remove(&node.location);
+        }
     }
 
     /// Records a handle opened on `ino`.
@@ -310,7 +341,7 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.open_handles = node.open_handles.saturating_sub(1);
             if ino != ROOT_INO && node.lookups == 0 && node.open_handles == 0 {
-                self.nodes.remove(&ino);
+                self.remove(ino);
             }
         }
     }
@@ -408,7 +439,7 @@ mod tests {
         let d = t.upsert(ROOT_INO, "a", dir("a/"), stat(), 1, now);
         let f = t.upsert(d, "x", file("a/x"), stat(), 1, now);
         let other = t.upsert(ROOT_INO, "ab", file("ab"), stat(), 1, now);
-        t.relocate(d, dir("z/"), ROOT_INO, "z");
+        t.relocate(d, ROOT_INO, "z", dir("z/"));
         assert_eq!(t.get(d).unwrap().location, dir("z/"));
         assert_eq!(t.get(f).unwrap().location, file("z/x"));
         assert_eq!(t.get(other).unwrap().location, file("ab"));

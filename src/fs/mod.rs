@@ -339,6 +339,9 @@ pub struct Fs {
     file_handles: Mutex<HashMap<u64, Arc<FileHandle>>>,
     write_handles: Mutex<HashMap<u64, Arc<write::WriteHandle>>>,
     staged_bytes: AtomicU64,
+    /// Held shared by every release of a write handle while it uploads, so
+    /// that unmounting can wait for them (see [`Fs::finish_releases`]).
+    releases: tokio::sync::RwLock<()>,
     next_fh: AtomicU64,
     data: Arc<DataCache>,
 }
@@ -365,6 +368,7 @@ impl Fs {
             file_handles: Mutex::new(HashMap::new()),
             write_handles: Mutex::new(HashMap::new()),
             staged_bytes: AtomicU64::new(0),
+            releases: tokio::sync::RwLock::new(()),
             next_fh: AtomicU64::new(1),
             data,
             cfg,

@@ -20,6 +20,12 @@
 //!   line; a failed multipart upload is aborted, never left behind;
 //! - a staged file is kept until its upload succeeds, so flush or fsync can
 //!   retry, and if the last close still fails it is moved aside, not deleted;
+//!   a new file's unsent bytes are likewise kept across a failed PutObject;
+//! - a streamed multipart upload that failed cannot be retried (its parts
+//!   are gone with the abort), so every later flush answers EIO and nothing
+//!   partial is ever uploaded in its place;
+//! - a new file flushed part-way (fsync) and then written again is restaged
+//!   from the store first, so the next upload holds all of its bytes;
 //! - staging disk use is bounded; past the bound writes answer ENOSPC;
 //! - a rename deletes its source only after the copy succeeded;
 //! - every change updates this mount's caches at once.
@@ -84,6 +90,18 @@ enum Body {
     },
     /// A local copy, uploaded whole on flush.
     Staged { file: std::fs::File, path: PathBuf },
+    /// A stream whose bytes are all in the store (a flush succeeded); a
+    /// further write or truncate restages it from the store first.
+    Sent,
+    /// A stream whose multipart upload failed and was aborted: the bytes
+    /// sent are gone, so every later flush fails and nothing is uploaded.
+    Lost,
+}
+
+fn lost_error(key: &str) -> FsError {
+    FsError::Io(format!(
+        "the upload of {key} failed and the bytes already streamed are gone; write the file again"
+    ))
 }
 
 struct Upload {
@@ -412,6 +430,7 @@ impl Fs {
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
         let h = self.write_handle(fh).ok_or(FsError::BadHandle)?;
         let mut st = h.state.lock().await;
+        self.restage_sent(&h, &mut st).await?;
         let end = offset + data.len() as u64;
         if matches!(st.body, Body::Stream { .. }) && !self.stream_accepts(&st, offset) {
             // Rewriting bytes already sent: switch to a staged copy of what
@@ -431,6 +450,7 @@ impl Fs {
                 }
                 buf[at..at + data.len()].copy_from_slice(data);
             }
+            Body::Sent | Body::Lost => return Err(lost_error(&h.key)),
             Body::Staged { .. } => {
                 let new_size = end.max(h.size());
                 self.reserve(&mut st, new_size)?;
@@ -450,7 +470,35 @@ impl Fs {
     fn stream_accepts(&self, st: &WriteState, offset: u64) -> bool {
         match &st.body {
             Body::Stream { buf_start, .. } => offset >= *buf_start,
-            Body::Staged { .. } => true,
+            Body::Staged { .. } | Body::Sent | Body::Lost => true,
+        }
+    }
+
+    /// Makes a stream that was fully uploaded writable again by staging its
+    /// bytes from the store; a lost stream answers EIO. Other bodies are
+    /// left alone.
+    async fn restage_sent(&self, h: &WriteHandle, st: &mut WriteState) -> Result<(), FsError> {
+        match st.body {
+            Body::Sent => {}
+            Body::Lost => return Err(lost_error(&h.key)),
+            Body::Stream { .. } | Body::Staged { .. } => return Ok(()),
+        }
+        let (file, path) = self.staging_file()?;
+        st.body = Body::Staged {
+            file,
+            path: path.clone(),
+        };
+        match self.stage_existing(&h.bucket, &h.key, st, false).await {
+            Ok(size) => {
+                h.size.store(size, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                self.unreserve(st);
+                let _ = std::fs::remove_file(&path);
+                st.body = Body::Sent;
+                Err(e)
+            }
         }
     }
 
@@ -533,17 +581,29 @@ impl Fs {
     }
 
     async fn upload(&self, h: &WriteHandle, st: &mut WriteState) -> Result<String, FsError> {
-        let size = h.size();
         let headers = st.headers.clone();
         match &mut st.body {
             Body::Stream { buf, upload, .. } => {
                 let Some(mut u) = upload.take() else {
-                    let out = self
+                    let body = buf.split().freeze();
+                    let put = self
                         .client
-                        .put_object(&h.bucket, &h.key, &headers, buf.split().freeze())
-                        .await?;
-                    // Further writes on this handle restage from the store.
-                    return Ok(out.etag);
+                        .put_object(&h.bucket, &h.key, &headers, body.clone())
+                        .await;
+                    return match put {
+                        Ok(out) => {
+                            // Further writes on this handle restage from the store.
+                            st.body = Body::Sent;
+                            Ok(out.etag)
+                        }
+                        Err(e) => {
+                            // Keep the bytes, so a later flush or the release retries them.
+                            if let Body::Stream { buf, .. } = &mut st.body {
+                                *buf = BytesMut::from(&body[..]);
+                            }
+                            Err(e.into())
+                        }
+                    };
                 };
                 let last = buf.split().freeze();
                 if !last.is_empty() {
@@ -556,17 +616,21 @@ impl Fs {
                     });
                 }
                 let r = self.finish_upload(&h.bucket, &h.key, &mut u).await;
-                r.inspect(|_| {
-                    st.body = Body::Stream {
-                        buf: BytesMut::new(),
-                        buf_start: size,
-                        upload: None,
-                    };
-                })
+                // Success: further writes restage from the store. Failure:
+                // the parts went with the abort, so there is nothing to retry.
+                st.body = if r.is_ok() { Body::Sent } else { Body::Lost };
+                r
             }
+            // Only a dirty handle uploads, and a sent stream is restaged
+            // before it can be dirtied again.
+            Body::Sent => Err(FsError::Io(format!(
+                "{}: internal error: upload of a stream already sent",
+                h.key
+            ))),
+            Body::Lost => Err(lost_error(&h.key)),
             Body::Staged { file, .. } => {
                 let file = file.try_clone().map_err(|e| FsError::Io(e.to_string()))?;
-                self.upload_file(&h.bucket, &h.key, &headers, file, size)
+                self.upload_file(&h.bucket, &h.key, &headers, file, h.size())
                     .await
             }
         }
@@ -714,6 +778,7 @@ impl Fs {
     /// Errors here cannot reach the caller (close already returned), so
     /// they are logged and the staged copy is moved aside.
     pub(super) async fn release_writer(&self, fh: u64) {
+        let _running = self.releases.read().await;
         let Some(h) = self.write_handles.lock().unwrap().remove(&fh) else {
             return;
         };
@@ -751,6 +816,14 @@ impl Fs {
         self.nodes.lock().unwrap().unpin(h.ino);
     }
 
+    /// Waits until every release in progress has finished its upload (or
+    /// its abort). The kernel does not wait for releases, so without this
+    /// an unmount right after a close could end the process mid-upload and
+    /// leave a multipart upload behind.
+    pub async fn finish_releases(&self) {
+        let _all = self.releases.write().await;
+    }
+
     /// Reads from a handle open for writing (O_RDWR): from the staged copy.
     pub(super) async fn read_writer(
         &self,
@@ -775,7 +848,7 @@ impl Fs {
                 let to = ((end - buf_start) as usize).min(buf.len());
                 Ok(Bytes::copy_from_slice(&buf[from.min(to)..to]))
             }
-            Body::Stream { .. } => Err(FsError::Invalid(
+            Body::Stream { .. } | Body::Sent | Body::Lost => Err(FsError::Invalid(
                 "read of bytes already uploaded from a write-only stream".into(),
             )),
         }
@@ -801,6 +874,7 @@ impl Fs {
         };
         let result = async {
             let mut st = h.state.lock().await;
+            self.restage_sent(&h, &mut st).await?;
             if matches!(st.body, Body::Stream { .. }) {
                 if size < h.size() {
                     return Err(FsError::Invalid(format!(
@@ -937,6 +1011,10 @@ impl Fs {
             }
         }
         let dst_dir = self.node(newparent)?;
+        let moved_to = dst_dir
+            .location
+            .child(newname_str, src_loc.is_dir())
+            .ok_or(FsError::NotDir)?;
         if let Some(w) = self.writer_for(src_ino) {
             let mut st = w.state.lock().await;
             if st.dirty {
@@ -985,19 +1063,18 @@ impl Fs {
             Location::Buckets => return Err(FsError::NotPermitted("the root".into())),
         }
         // The kernel goes on using the source's inode under the new name.
-        if let Some(to) = dst_dir.location.child(newname_str, src_loc.is_dir()) {
+        {
             let mut nodes = self.nodes.lock().unwrap();
-            nodes.relocate(src_ino, to, newparent, newname_str);
+            nodes.relocate(src_ino, newparent, newname_str, moved_to);
             // The copy may carry another ETag (a multipart source becomes
             // single-part): the next open asks the store.
             if let Some(node) = nodes.get_mut(src_ino) {
                 let now = Instant::now();
                 node.validated = now.checked_sub(self.cfg.metadata_ttl).unwrap_or(now);
             }
-            drop(nodes);
-            self.heads.lock().unwrap().pop(&src_ino);
-            self.listings.lock().unwrap().pop(&src_ino);
         }
+        self.heads.lock().unwrap().pop(&src_ino);
+        self.listings.lock().unwrap().pop(&src_ino);
         self.forget_name(parent, &name.to_string_lossy());
         self.forget_name(newparent, newname_str);
         self.negative

@@ -246,6 +246,85 @@ impl TestServer {
         self.boto3(&format!("mkbucket\t{}\t-\t-\n", hex::encode(bucket)));
     }
 
+    /// GET with boto3: the body and the hex MD5 of it, or `None` when the
+    /// object does not exist.
+    pub fn download(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("body");
+        let out = self.boto3(&format!(
+            "get\t{}\t{}\t{}\n",
+            hex::encode(bucket),
+            hex::encode(key),
+            file.display()
+        ));
+        let line = String::from_utf8(out.stdout).unwrap();
+        let mut fields = line.trim_end().split('\t');
+        match (fields.next(), fields.next()) {
+            (Some("found"), Some(md5)) => Some((std::fs::read(&file).unwrap(), md5.to_string())),
+            _ => None,
+        }
+    }
+
+    /// HEAD with boto3, every header the tests look at: `size`, `etag`,
+    /// `content-type`, `content-disposition`, `cache-control` and `meta.<name>`
+    /// for user metadata (absent ones are left out); `None` when missing.
+    pub fn head_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let out = self.boto3(&format!(
+            "headx\t{}\t{}\t-\n",
+            hex::encode(bucket),
+            hex::encode(key)
+        ));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        if lines.next() != Some("found") {
+            return None;
+        }
+        Some(
+            lines
+                .filter_map(|l| l.split_once('\t'))
+                .map(|(n, v)| {
+                    let v = String::from_utf8(hex::decode(v).unwrap()).unwrap();
+                    (n.to_string(), v)
+                })
+                .collect(),
+        )
+    }
+
+    /// Keys under `prefix` (no delimiter), sorted.
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.key_lines("list", bucket, prefix)
+    }
+
+    /// Keys under `prefix` with a multipart upload in progress
+    /// (ListMultipartUploads), one entry per upload, sorted.
+    pub fn multipart_uploads(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.key_lines("uploads", bucket, prefix)
+    }
+
+    /// Deletes every object under `prefix` and aborts every upload there.
+    pub fn delete_prefix(&self, bucket: &str, prefix: &str) {
+        self.key_lines("rmprefix", bucket, prefix);
+    }
+
+    fn key_lines(&self, op: &str, bucket: &str, prefix: &str) -> Vec<String> {
+        let out = self.boto3(&format!(
+            "{op}\t{}\t{}\t-\n",
+            hex::encode(bucket),
+            hex::encode(prefix)
+        ));
+        let mut keys: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| String::from_utf8(hex::decode(l).unwrap()).unwrap())
+            .collect();
+        keys.sort();
+        keys
+    }
+
     fn boto3(&self, manifest: &str) -> Output {
         let mut child = Command::new(python())
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3fixture.py"))
@@ -377,6 +456,7 @@ impl TestServer {
         })
     }
 }
+
 
 /// What curl got for a GET.
 #[derive(Debug)]

@@ -116,6 +116,13 @@ impl Mount {
         self.finish();
     }
 
+    /// Unmounts, waits for the process to exit, and returns the whole log
+    /// (what the last releases did included).
+    pub fn unmount_with_log(mut self) -> String {
+        self.finish();
+        self.log_text()
+    }
+
     fn finish(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
