@@ -73,7 +73,7 @@ async fn main() {
     };
     let fs = Arc::new(Fs::new(Arc::new(client), &source, cfg));
     let e = fs.lookup(ROOT_INO, OsStr::new(&a[6])).await.unwrap();
-    let o = fs.open(e.attr.ino, false, false).await.unwrap();
+    let o = fs.open(e.attr.ino, false, false, 0).await.unwrap();
     let t0 = Instant::now();
     let mut off = 0u64;
     while off < e.attr.size {

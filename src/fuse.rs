@@ -177,11 +177,12 @@ impl Filesystem for Adapter {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
+        let pid = req.pid();
         self.spawn(move |fs| async move {
-            match fs.open(ino.0, write, truncate).await {
+            match fs.open(ino.0, write, truncate, pid).await {
                 Ok(o) => {
                     let f = if o.keep_cache {
                         FopenFlags::FOPEN_KEEP_CACHE
@@ -241,7 +242,7 @@ impl Filesystem for Adapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -251,8 +252,9 @@ impl Filesystem for Adapter {
     ) {
         let name = name.to_owned();
         let read = flags & libc::O_ACCMODE == libc::O_RDWR;
+        let pid = req.pid();
         self.spawn(move |fs| async move {
-            match fs.create(parent.0, &name, read).await {
+            match fs.create(parent.0, &name, read, pid).await {
                 Ok((e, o)) => reply.created(
                     &e.ttl,
                     &file_attr(&e.attr),
@@ -288,14 +290,15 @@ impl Filesystem for Adapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
+        let pid = req.pid();
         self.spawn(move |fs| async move {
-            match fs.flush(fh.0).await {
+            match fs.close(fh.0, pid).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("flush", &e)),
             }

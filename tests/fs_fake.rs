@@ -144,7 +144,7 @@ async fn re_read_of_cached_file_makes_no_get() {
     assert_eq!(e.attr.size, data.len() as u64);
 
     let read_all = |fs: Arc<Fs>, ino| async move {
-        let o = fs.open(ino, false, false).await.unwrap();
+        let o = fs.open(ino, false, false, 0).await.unwrap();
         let mut out = Vec::new();
         loop {
             let chunk = fs.read(o.fh, out.len() as u64, 128 * 1024).await.unwrap();
@@ -175,7 +175,7 @@ async fn reads_at_random_offsets_match_byte_for_byte() {
     fake.put("b", "r", data.clone());
     let fs = mount(&fake, config());
     let e = fs.lookup(ROOT_INO, OsStr::new("r")).await.unwrap();
-    let o = fs.open(e.attr.ino, false, false).await.unwrap();
+    let o = fs.open(e.attr.ino, false, false, 0).await.unwrap();
     let mut rng = fastrand::Rng::with_seed(7);
     for _ in 0..200 {
         let off = rng.u64(0..data.len() as u64 + 10);
@@ -202,7 +202,7 @@ async fn sizes_at_block_edges_read_back_exactly() {
             .await
             .unwrap();
         assert_eq!(e.attr.size, s as u64);
-        let o = fs.open(e.attr.ino, false, false).await.unwrap();
+        let o = fs.open(e.attr.ino, false, false, 0).await.unwrap();
         let got = fs.read(o.fh, 0, (s + 100) as u32).await.unwrap();
         assert_eq!(&got[..], &pattern(s)[..], "size {s}");
         fs.release(o.fh).await;
@@ -218,14 +218,14 @@ async fn remote_change_shows_after_ttl_and_deletion_is_enoent() {
     cfg.negative_ttl = Duration::from_millis(50);
     let fs = mount(&fake, cfg);
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    let o = fs.open(e.attr.ino, false, false).await.unwrap();
+    let o = fs.open(e.attr.ino, false, false, 0).await.unwrap();
     assert_eq!(&fs.read(o.fh, 0, 100).await.unwrap()[..], b"one");
     fs.release(o.fh).await;
 
     fake.put("b", "f", b"second".to_vec());
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert_eq!(fs.getattr(e.attr.ino).await.unwrap().attr.size, 6);
-    let o = fs.open(e.attr.ino, false, false).await.unwrap();
+    let o = fs.open(e.attr.ino, false, false, 0).await.unwrap();
     assert!(!o.keep_cache, "a new ETag must drop the page cache");
     assert_eq!(&fs.read(o.fh, 0, 100).await.unwrap()[..], b"second");
     fs.release(o.fh).await;
@@ -397,7 +397,7 @@ async fn object_replaced_while_open_is_stale_not_mixed() {
     fake.put("b", "f", pattern(1024 * 1024));
     let fs = mount(&fake, config());
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    let o = fs.open(e.attr.ino, false, false).await.unwrap();
+    let o = fs.open(e.attr.ino, false, false, 0).await.unwrap();
     let head = fs.read(o.fh, 0, 1000).await.unwrap();
     assert_eq!(&head[..], &pattern(1000)[..]);
     fake.put("b", "f", vec![b'z'; 1024 * 1024]);
@@ -548,7 +548,7 @@ async fn new_small_file_is_one_put_with_content_type() {
     let fake = FakeClient::with_buckets(&["b"]);
     let fs = mount(&fake, config());
     let (e, o) = fs
-        .create(ROOT_INO, OsStr::new("report.pdf"), false)
+        .create(ROOT_INO, OsStr::new("report.pdf"), false, 0)
         .await
         .unwrap();
     write_all(&fs, o.fh, b"%PDF-1.7", 3).await;
@@ -571,7 +571,7 @@ async fn large_new_file_streams_as_multipart_with_bounded_parts() {
     let fs = mount(&fake, config());
     let data = pattern(12 * 1024 * 1024 + 3);
     let (_, o) = fs
-        .create(ROOT_INO, OsStr::new("big.bin"), false)
+        .create(ROOT_INO, OsStr::new("big.bin"), false, 0)
         .await
         .unwrap();
     write_all(&fs, o.fh, &data, 128 * 1024).await;
@@ -598,7 +598,7 @@ async fn failed_multipart_upload_is_eio_and_aborted_and_old_object_intact() {
         Fault::service(500, S3ErrorCode::InternalError).times(100),
     );
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    let o = fs.open(e.attr.ino, true, true).await.unwrap();
+    let o = fs.open(e.attr.ino, true, true, 0).await.unwrap();
     write_all(&fs, o.fh, &data, 1 << 20).await;
     assert!(matches!(fs.flush(o.fh).await, Err(FsError::Io(_))));
     fs.release(o.fh).await;
@@ -617,7 +617,7 @@ async fn append_and_truncate_stage_and_keep_headers() {
     fake.put_with_headers("b", "log.txt", b"line1\n".to_vec(), headers);
     let fs = mount(&fake, config());
     let e = fs.lookup(ROOT_INO, OsStr::new("log.txt")).await.unwrap();
-    let o = fs.open(e.attr.ino, true, false).await.unwrap();
+    let o = fs.open(e.attr.ino, true, false, 0).await.unwrap();
     fs.write(o.fh, 6, b"line2\n").await.unwrap();
     assert_eq!(&fs.read(o.fh, 0, 100).await.unwrap()[..], b"line1\nline2\n");
     fs.flush(o.fh).await.unwrap();
@@ -641,7 +641,7 @@ async fn staging_is_bounded_with_enospc() {
     cfg.write.staging_capacity = 1024;
     let fs = mount(&fake, cfg);
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    let o = fs.open(e.attr.ino, true, false).await.unwrap();
+    let o = fs.open(e.attr.ino, true, false, 0).await.unwrap();
     assert!(matches!(
         fs.write(o.fh, 0, &[0u8; 2048]).await,
         Err(FsError::NoSpace(_))
@@ -733,11 +733,11 @@ async fn read_only_mount_refuses_changes() {
     let fs = mount(&fake, cfg);
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
     assert!(matches!(
-        fs.open(e.attr.ino, true, false).await,
+        fs.open(e.attr.ino, true, false, 0).await,
         Err(FsError::ReadOnly)
     ));
     assert!(matches!(
-        fs.create(ROOT_INO, OsStr::new("n"), false).await,
+        fs.create(ROOT_INO, OsStr::new("n"), false, 0).await,
         Err(FsError::ReadOnly)
     ));
     assert!(matches!(
@@ -769,7 +769,7 @@ async fn disk_tier_serves_blocks_evicted_from_memory() {
     let fs = mount(&fake, cfg);
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
     let read_all = |fs: Arc<Fs>, ino| async move {
-        let o = fs.open(ino, false, false).await.unwrap();
+        let o = fs.open(ino, false, false, 0).await.unwrap();
         let mut out = Vec::new();
         loop {
             let chunk = fs.read(o.fh, out.len() as u64, 64 * 1024).await.unwrap();
@@ -805,7 +805,7 @@ async fn regression_prefetch_window_with_cache_smaller_than_parts() {
     cfg.cache.part_size = 512 * 1024;
     let fs = mount(&fake, cfg);
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    let o = fs.open(e.attr.ino, false, false).await.unwrap();
+    let o = fs.open(e.attr.ino, false, false, 0).await.unwrap();
     let mut out = Vec::new();
     loop {
         let chunk = fs.read(o.fh, out.len() as u64, 32 * 1024).await.unwrap();
@@ -828,7 +828,7 @@ async fn regression_renamed_file_readable_through_its_old_inode() {
     fake.put("b", "d/inner", b"in".to_vec());
     let fs = mount(&fake, config());
     let (tmp, o) = fs
-        .create(ROOT_INO, OsStr::new(".doc.swp"), false)
+        .create(ROOT_INO, OsStr::new(".doc.swp"), false, 0)
         .await
         .unwrap();
     fs.write(o.fh, 0, b"new text").await.unwrap();
@@ -843,7 +843,7 @@ async fn regression_renamed_file_readable_through_its_old_inode() {
     )
     .await
     .unwrap();
-    let o = fs.open(tmp.attr.ino, false, false).await.unwrap();
+    let o = fs.open(tmp.attr.ino, false, false, 0).await.unwrap();
     assert_eq!(&fs.read(o.fh, 0, 100).await.unwrap()[..], b"new text");
     fs.release(o.fh).await;
 
@@ -853,7 +853,7 @@ async fn regression_renamed_file_readable_through_its_old_inode() {
     fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), false)
         .await
         .unwrap();
-    let o = fs.open(inner.attr.ino, false, false).await.unwrap();
+    let o = fs.open(inner.attr.ino, false, false, 0).await.unwrap();
     assert_eq!(&fs.read(o.fh, 0, 100).await.unwrap()[..], b"in");
     let again = fs.lookup(d.attr.ino, OsStr::new("inner")).await.unwrap();
     assert_eq!(again.attr.size, 2);
@@ -864,7 +864,7 @@ async fn failed_put_of_new_file_is_retried_with_its_bytes_not_empty() {
     let fake = FakeClient::with_buckets(&["b"]);
     let fs = mount(&fake, config());
     let (_, o) = fs
-        .create(ROOT_INO, OsStr::new("small.txt"), false)
+        .create(ROOT_INO, OsStr::new("small.txt"), false, 0)
         .await
         .unwrap();
     write_all(&fs, o.fh, b"hello, world", 5).await;
@@ -890,7 +890,7 @@ async fn failed_multipart_stream_leaves_no_object_after_release() {
         Fault::service(500, S3ErrorCode::InternalError).times(100),
     );
     let (_, o) = fs
-        .create(ROOT_INO, OsStr::new("big.bin"), false)
+        .create(ROOT_INO, OsStr::new("big.bin"), false, 0)
         .await
         .unwrap();
     write_all(&fs, o.fh, &pattern(12 * 1024 * 1024 + 5), 1 << 20).await;
@@ -909,7 +909,7 @@ async fn fsync_mid_write_of_new_file_keeps_earlier_bytes() {
         let fs = mount(&fake, config());
         let data = pattern(2 * len);
         let (e, o) = fs
-            .create(ROOT_INO, OsStr::new("grow.log"), false)
+            .create(ROOT_INO, OsStr::new("grow.log"), false, 0)
             .await
             .unwrap();
         write_all(&fs, o.fh, &data[..len], 1 << 20).await;
@@ -968,13 +968,13 @@ async fn renamed_inode_follows_its_new_name() {
         .await
         .unwrap();
     for (ino, body) in [(f, &b"F"[..]), (x, &b"X"[..])] {
-        let o = fs.open(ino, false, false).await.unwrap();
+        let o = fs.open(ino, false, false, 0).await.unwrap();
         assert_eq!(&fs.read(o.fh, 0, 10).await.unwrap()[..], body);
         fs.release(o.fh).await;
     }
     // The moved directory's inode lists and looks up under its new prefix.
     let y = fs.lookup(d, OsStr::new("x")).await.unwrap().attr.ino;
-    let o = fs.open(y, true, false).await.unwrap();
+    let o = fs.open(y, true, false, 0).await.unwrap();
     fs.write(o.fh, 1, b"Y").await.unwrap();
     fs.flush(o.fh).await.unwrap();
     fs.release(o.fh).await;
@@ -987,7 +987,7 @@ async fn finish_releases_waits_for_an_upload_in_flight() {
     let fake = FakeClient::with_buckets(&["b"]);
     let fs = mount(&fake, config());
     let (_, o) = fs
-        .create(ROOT_INO, OsStr::new("late.txt"), false)
+        .create(ROOT_INO, OsStr::new("late.txt"), false, 0)
         .await
         .unwrap();
     write_all(&fs, o.fh, b"bytes", 5).await;
@@ -1004,4 +1004,31 @@ async fn finish_releases_waits_for_an_upload_in_flight() {
     fs.finish_releases().await;
     assert_eq!(&fake.object("b", "late.txt").unwrap().body[..], b"bytes");
     releasing.await.unwrap();
+}
+
+/// Regression: every close of a descriptor is a FUSE flush, including the
+/// close of a copy a child process inherited (at its exec or exit). Each
+/// uploaded the file, so a child could publish a half-written new file.
+/// Only the opener's close uploads now; the release still does at the end.
+#[tokio::test]
+async fn regression_close_by_inheriting_process_does_not_publish_partial_file() {
+    let fake = FakeClient::with_buckets(&["b"]);
+    let fs = mount(&fake, config());
+    let (_, o) = fs
+        .create(ROOT_INO, OsStr::new("log.txt"), false, 100)
+        .await
+        .unwrap();
+    fs.write(o.fh, 0, b"first half ").await.unwrap();
+    fs.close(o.fh, 200).await.unwrap();
+    assert!(
+        fake.object("b", "log.txt").is_none(),
+        "a child's close uploaded"
+    );
+    fs.write(o.fh, 11, b"second half").await.unwrap();
+    fs.close(o.fh, 100).await.unwrap();
+    assert_eq!(
+        &fake.object("b", "log.txt").unwrap().body[..],
+        b"first half second half"
+    );
+    fs.release(o.fh).await;
 }

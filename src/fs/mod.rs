@@ -854,15 +854,22 @@ impl Fs {
         }
     }
 
-    /// Opens file `ino`. With `write`, the file is staged for writing (see
-    /// [`write`]); `truncate` starts it empty.
-    pub async fn open(&self, ino: Ino, write: bool, truncate: bool) -> Result<Opened, FsError> {
+    /// Opens file `ino` for process `pid` (0 when unknown). With `write`,
+    /// the file is staged for writing (see [`write`]); `truncate` starts it
+    /// empty.
+    pub async fn open(
+        &self,
+        ino: Ino,
+        write: bool,
+        truncate: bool,
+        pid: u32,
+    ) -> Result<Opened, FsError> {
         let node = self.node(ino)?;
         let Location::File { bucket, key } = &node.location else {
             return Err(FsError::IsDir);
         };
         if write || truncate {
-            return self.open_write(ino, truncate).await;
+            return self.open_write(ino, truncate, pid).await;
         }
         let stat = if self.fresh(node.validated) {
             node.stat.clone()

@@ -124,6 +124,10 @@ pub(super) struct WriteHandle {
     pub(super) ino: Ino,
     bucket: String,
     key: String,
+    /// The process that opened the file (0: unknown). Only its closes
+    /// upload: a child that inherited the descriptor closes it too (at exec
+    /// or exit), and must not publish a half-written file.
+    opener: u32,
     size: AtomicU64,
     state: tokio::sync::Mutex<WriteState>,
 }
@@ -248,6 +252,7 @@ impl Fs {
         parent: Ino,
         name: &OsStr,
         read: bool,
+        pid: u32,
     ) -> Result<(Entry, Opened), FsError> {
         self.check_writable()?;
         let name = new_name(name)?;
@@ -289,7 +294,7 @@ impl Fs {
             dirty: true,
             reserved: 0,
         };
-        let fh = self.add_writer(ino, bucket, key, 0, state);
+        let fh = self.add_writer(ino, bucket, key, 0, state, pid);
         Ok((
             self.entry(ino, &location, &stat),
             Opened {
@@ -306,6 +311,7 @@ impl Fs {
         key: String,
         size: u64,
         state: WriteState,
+        opener: u32,
     ) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.nodes.lock().unwrap().pin(ino);
@@ -315,6 +321,7 @@ impl Fs {
                 ino,
                 bucket,
                 key,
+                opener,
                 size: AtomicU64::new(size),
                 state: tokio::sync::Mutex::new(state),
             }),
@@ -333,7 +340,7 @@ impl Fs {
 
     /// Opens an existing file for writing: stages a local copy (empty with
     /// `truncate`) to be uploaded on flush.
-    pub async fn open_write(&self, ino: Ino, truncate: bool) -> Result<Opened, FsError> {
+    pub async fn open_write(&self, ino: Ino, truncate: bool, pid: u32) -> Result<Opened, FsError> {
         self.check_writable()?;
         let node = self.node(ino)?;
         let Location::File { bucket, key } = node.location.clone() else {
@@ -360,7 +367,7 @@ impl Fs {
                 return Err(e);
             }
         };
-        let fh = self.add_writer(ino, bucket, key, size, state);
+        let fh = self.add_writer(ino, bucket, key, size, state, pid);
         Ok(Opened {
             fh,
             keep_cache: false,
@@ -556,8 +563,19 @@ impl Fs {
         }
     }
 
-    /// Uploads a dirty file now (for flush and fsync). Errors leave the
-    /// handle dirty, so a later flush retries.
+    /// A close of `fh` by process `pid`: uploads a dirty file when `pid`
+    /// opened it (or is unknown, 0); a close by another process that
+    /// inherited the descriptor leaves the upload to the opener's close or
+    /// to the release.
+    pub async fn close(&self, fh: u64, pid: u32) -> Result<(), FsError> {
+        match self.write_handle(fh) {
+            Some(h) if h.opener != 0 && pid != 0 && pid != h.opener => Ok(()),
+            _ => self.flush(fh).await,
+        }
+    }
+
+    /// Uploads a dirty file now (fsync, and a close by its opener). Errors
+    /// leave the handle dirty, so a later flush retries.
     pub async fn flush(&self, fh: u64) -> Result<(), FsError> {
         let Some(h) = self.write_handle(fh) else {
             return Ok(()); // a read handle: nothing to do
@@ -865,7 +883,7 @@ impl Fs {
         let (h, temporary) = match self.writer_for(ino) {
             Some(h) => (h, None),
             None => {
-                let opened = self.open_write(ino, size == 0).await?;
+                let opened = self.open_write(ino, size == 0, 0).await?;
                 (
                     self.write_handle(opened.fh).ok_or(FsError::BadHandle)?,
                     Some(opened.fh),

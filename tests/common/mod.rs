@@ -457,7 +457,6 @@ impl TestServer {
     }
 }
 
-
 /// What curl got for a GET.
 #[derive(Debug)]
 pub struct Fetched {
