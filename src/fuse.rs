@@ -46,6 +46,7 @@ pub fn errno(op: &str, e: &FsError) -> Errno {
         FsError::NoSpace(_) => libc::ENOSPC,
         FsError::NotEmpty => libc::ENOTEMPTY,
         FsError::CrossDevice(_) => libc::EXDEV,
+        FsError::Busy(_) => libc::EBUSY,
         FsError::S3(s3) => s3_errno(s3),
     };
     match code {

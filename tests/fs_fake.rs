@@ -1032,3 +1032,33 @@ async fn regression_close_by_inheriting_process_does_not_publish_partial_file() 
     );
     fs.release(o.fh).await;
 }
+
+/// Regression: a header change on a new file that had started streaming its
+/// parts fell through to an in-place copy of an object that does not exist
+/// yet, and answered a puzzling ENOENT. It is EBUSY now, with the reason.
+#[tokio::test]
+async fn regression_header_change_while_streaming_is_busy_not_enoent() {
+    let fake = FakeClient::with_buckets(&["b"]);
+    let fs = mount(&fake, config());
+    let (e, o) = fs
+        .create(ROOT_INO, OsStr::new("big.bin"), false, 0)
+        .await
+        .unwrap();
+    write_all(&fs, o.fh, &pattern(6 * 1024 * 1024), 1 << 20).await;
+    assert!(matches!(
+        fs.setxattr(
+            e.attr.ino,
+            OsStr::new("user.s3.content_type"),
+            b"text/plain",
+            0
+        )
+        .await,
+        Err(FsError::Busy(_))
+    ));
+    fs.flush(o.fh).await.unwrap();
+    fs.release(o.fh).await;
+    assert_eq!(
+        fake.object("b", "big.bin").unwrap().body.len(),
+        6 * 1024 * 1024
+    );
+}

@@ -80,6 +80,9 @@ pub enum FsError {
     /// The directory is not empty.
     #[error("directory not empty")]
     NotEmpty,
+    /// The object is busy in a way that forbids the change now (EBUSY).
+    #[error("busy: {0}")]
+    Busy(String),
     /// The change would cross what one rename can do (EXDEV).
     #[error("cannot rename: {0}")]
     CrossDevice(String),

@@ -1227,7 +1227,15 @@ impl Fs {
                 ..
             }
         );
-        if !st.dirty || streaming_started {
+        if streaming_started {
+            // The headers went out with CreateMultipartUpload, and the object
+            // to copy does not exist until the upload completes.
+            return Err(FsError::Busy(format!(
+                "{}: headers are fixed once a streamed upload has started; set them after close",
+                h.key
+            )));
+        }
+        if !st.dirty {
             return Ok(false);
         }
         apply(&mut st.headers)?;
