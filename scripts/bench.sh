@@ -502,6 +502,7 @@ bench_xattr() {
     rates+=("$(python3 "$HELPER" xattr-rate "$fp" user.s3.presign "$PRESIGN_SECONDS")")
   done
   c1=$(requests_so_far)
+  [ "$c1" = "$c0" ] || log "xattr: requests during the presign loops (loops longer than the 5 s metadata TTL revalidate): $(tail -n $((c1 - c0)) "$WORK/proxy.log" | awk '{ print $1 " " $2 }' | sed -E 's/[?&](X-Amz|x-id)[^ ]*//' | sort | uniq -c | xargs)"
   for ((run = 1; run <= BENCH_RUNS; run++)); do
     boto+=("$(python3 "$HELPER" boto-presign-rate "$BUCKET" fx/xattr/report.pdf "$PRESIGN_SECONDS")")
   done
