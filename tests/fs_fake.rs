@@ -529,6 +529,18 @@ async fn setfattr_is_one_head_and_one_copy_and_keeps_everything_else() {
         Some("alice")
     );
     assert_eq!(&obj.body[..], b"%PDF");
+    // The listing stays cached (updated, not dropped): the next change is
+    // two requests as well.
+    fake.reset_counts();
+    fs.setxattr(
+        e.attr.ino,
+        OsStr::new("user.s3.content_disposition"),
+        br#"attachment; filename="baz.pdf""#,
+        0,
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.total_requests(), 2);
 }
 
 // ----- writes -----

@@ -294,6 +294,20 @@ impl Listing {
     fn find(&self, name: &str) -> Option<&ListEntry> {
         self.index.get(name).map(|i| &self.entries[*i])
     }
+
+    /// A copy with the entry `name` (if listed) carrying `stat`; same
+    /// fetch time, so it expires when the original would have.
+    fn with_stat(&self, name: &str, stat: Stat) -> Listing {
+        let mut entries = self.entries.clone();
+        if let Some(i) = self.index.get(name) {
+            entries[*i].stat = stat;
+        }
+        Listing {
+            fetched: self.fetched,
+            entries,
+            index: self.index.clone(),
+        }
+    }
 }
 
 struct DirHandle {
@@ -620,11 +634,16 @@ impl Fs {
         let stat = stat_of_head(&head);
         let mut nodes = self.nodes.lock().unwrap();
         if let Some(node) = nodes.get_mut(ino) {
-            node.stat = stat;
+            node.stat = stat.clone();
             node.validated = Instant::now();
-            let parent = node.parent;
+            let (parent, name) = (node.parent, node.name.clone());
             drop(nodes);
-            self.listings.lock().unwrap().pop(&parent);
+            // Keep the directory's listing (it still answers lookups and the
+            // download-name check without a request), with this entry updated.
+            let mut listings = self.listings.lock().unwrap();
+            if let Some(old) = listings.peek(&parent).cloned() {
+                listings.put(parent, Arc::new(old.with_stat(&name, stat)));
+            }
         } else {
             drop(nodes);
         }

@@ -16,7 +16,7 @@
 //!   leaves the object byte- and header-identical.
 
 use std::ffi::OsStr;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::inode::{Ino, Location};
 use super::{Fs, FsError};
@@ -239,34 +239,17 @@ impl Fs {
         name: &OsStr,
         now: SystemTime,
     ) -> Result<Vec<u8>, FsError> {
+        if let Some(answer) = self.getxattr_now(ino, name, now) {
+            return answer;
+        }
         let name = name.to_str().ok_or(FsError::NoData)?;
-        let Some(attr) = parse(name)? else {
-            return Err(FsError::NoData);
-        };
-        let (bucket, key, file_name) = self.file_location(ino)?;
-        let value = match attr {
-            VirtualXattr::Presign { expires } => self.link(&bucket, &key, expires, None, now)?,
-            VirtualXattr::PresignDownload { expires } => {
-                self.link(&bucket, &key, expires, Some(&file_name), now)?
-            }
-            VirtualXattr::Url => {
-                let p = &self.cfg.profile;
-                object_url(
-                    p.presign_endpoint.as_ref().unwrap_or(&p.endpoint),
-                    p.addressing,
-                    &bucket,
-                    &key,
-                )
-            }
-            VirtualXattr::Etag => match self.node(ino)?.stat.etag {
-                Some(etag) if !etag.is_empty() => etag,
-                _ => self.head(ino).await?.etag.clone(),
-            },
-            VirtualXattr::Header(h) => h
+        let value = match parse(name)? {
+            Some(VirtualXattr::Etag) => self.head(ino).await?.etag.clone(),
+            Some(VirtualXattr::Header(h)) => h
                 .get(&self.head(ino).await?.headers)
                 .cloned()
                 .ok_or(FsError::NoData)?,
-            VirtualXattr::Meta(m) => self
+            Some(VirtualXattr::Meta(m)) => self
                 .head(ino)
                 .await?
                 .headers
@@ -274,8 +257,70 @@ impl Fs {
                 .get(&m)
                 .cloned()
                 .ok_or(FsError::NoData)?,
+            _ => return Err(FsError::NoData),
         };
         Ok(value.into_bytes())
+    }
+
+    /// The answer to a getxattr that needs no request (links, the URL, a
+    /// known ETag, headers from a fresh HEAD, and every name that is not
+    /// ours), or `None` when the store must be asked. Never blocks, so the
+    /// FUSE adapter answers these on its own thread.
+    pub fn getxattr_now(
+        &self,
+        ino: Ino,
+        name: &OsStr,
+        now: SystemTime,
+    ) -> Option<Result<Vec<u8>, FsError>> {
+        let attr = match name.to_str().map(parse) {
+            None | Some(Ok(None)) => return Some(Err(FsError::NoData)),
+            Some(Err(e)) => return Some(Err(e)),
+            Some(Ok(Some(attr))) => attr,
+        };
+        let (bucket, key, file_name) = match self.file_location(ino) {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
+        let cached_head = || {
+            self.heads
+                .lock()
+                .unwrap()
+                .get(&ino)
+                .filter(|(at, _)| self.fresh(*at))
+                .map(|(_, h)| h.clone())
+        };
+        let value = match attr {
+            VirtualXattr::Presign { expires } => self.link(&bucket, &key, expires, None, now),
+            VirtualXattr::PresignDownload { expires } => {
+                self.link(&bucket, &key, expires, Some(&file_name), now)
+            }
+            VirtualXattr::Url => {
+                let p = &self.cfg.profile;
+                Ok(object_url(
+                    p.presign_endpoint.as_ref().unwrap_or(&p.endpoint),
+                    p.addressing,
+                    &bucket,
+                    &key,
+                ))
+            }
+            VirtualXattr::Etag => match self.node(ino).ok()?.stat.etag {
+                Some(etag) if !etag.is_empty() => Ok(etag),
+                _ => return None,
+            },
+            VirtualXattr::Header(h) => {
+                let head = cached_head()?;
+                h.get(&head.headers).cloned().ok_or(FsError::NoData)
+            }
+            VirtualXattr::Meta(m) => {
+                let head = cached_head()?;
+                head.headers
+                    .metadata
+                    .get(&m)
+                    .cloned()
+                    .ok_or(FsError::NoData)
+            }
+        };
+        Some(value.map(String::into_bytes))
     }
 
     /// Lists the attribute names of `ino`, NUL-terminated: the link names
@@ -388,15 +433,29 @@ impl Fs {
         let exists = match self.cached_listing(parent) {
             Some(listing) => listing.find(&wanted).is_some_and(|e| !e.is_dir),
             None => {
-                let dir = &key[..key.len() - file_name.len()];
-                match self
-                    .client
-                    .head_object(bucket, &format!("{dir}{wanted}"))
-                    .await
-                {
-                    Ok(_) => true,
-                    Err(e) if e.is_not_found() => false,
-                    Err(e) => return Err(e.into()),
+                let miss = (parent, wanted.clone());
+                let known_missing = self
+                    .negative
+                    .lock()
+                    .unwrap()
+                    .get(&miss)
+                    .is_some_and(|at| at.elapsed() < self.cfg.negative_ttl);
+                if known_missing {
+                    false
+                } else {
+                    let dir = &key[..key.len() - file_name.len()];
+                    match self
+                        .client
+                        .head_object(bucket, &format!("{dir}{wanted}"))
+                        .await
+                    {
+                        Ok(_) => true,
+                        Err(e) if e.is_not_found() => {
+                            self.negative.lock().unwrap().put(miss, Instant::now());
+                            false
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         };
