@@ -103,6 +103,22 @@ fn ls(fs: &Fs, fh: u64) -> Vec<(String, Kind, u64)> {
     out
 }
 
+/// Opens `ino`, reads it to the end in `chunk`-byte reads, closes it;
+/// returns the bytes and whether the kernel could keep its page cache.
+async fn read_to_end(fs: &Fs, ino: u64, chunk: u32) -> (Vec<u8>, bool) {
+    let o = fs.open(ino, false, false, 0).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let bytes = fs.read(o.fh, out.len() as u64, chunk).await.unwrap();
+        if bytes.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&bytes);
+    }
+    fs.release(o.fh).await;
+    (out, o.keep_cache)
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
@@ -143,26 +159,13 @@ async fn re_read_of_cached_file_makes_no_get() {
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
     assert_eq!(e.attr.size, data.len() as u64);
 
-    let read_all = |fs: Arc<Fs>, ino| async move {
-        let o = fs.open(ino, false, false, 0).await.unwrap();
-        let mut out = Vec::new();
-        loop {
-            let chunk = fs.read(o.fh, out.len() as u64, 128 * 1024).await.unwrap();
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
-        fs.release(o.fh).await;
-        (out, o.keep_cache)
-    };
-    let (first, keep1) = read_all(fs.clone(), e.attr.ino).await;
+    let (first, keep1) = read_to_end(&fs, e.attr.ino, 128 * 1024).await;
     assert_eq!(first, data);
     assert!(!keep1, "first open has no page cache to keep");
     let gets = fake.count(Op::GetObject);
     assert!(gets >= 1);
 
-    let (second, keep2) = read_all(fs.clone(), e.attr.ino).await;
+    let (second, keep2) = read_to_end(&fs, e.attr.ino, 128 * 1024).await;
     assert_eq!(second, data);
     assert!(keep2, "unchanged ETag keeps the kernel page cache");
     assert_eq!(fake.count(Op::GetObject), gets, "re-read made a GET");
@@ -780,24 +783,11 @@ async fn disk_tier_serves_blocks_evicted_from_memory() {
     });
     let fs = mount(&fake, cfg);
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    let read_all = |fs: Arc<Fs>, ino| async move {
-        let o = fs.open(ino, false, false, 0).await.unwrap();
-        let mut out = Vec::new();
-        loop {
-            let chunk = fs.read(o.fh, out.len() as u64, 64 * 1024).await.unwrap();
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
-        fs.release(o.fh).await;
-        out
-    };
-    assert!(read_all(fs.clone(), e.attr.ino).await == data);
+    assert!(read_to_end(&fs, e.attr.ino, 64 * 1024).await.0 == data);
     // Disk writes happen in the background.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let gets = fake.count(Op::GetObject);
-    assert!(read_all(fs.clone(), e.attr.ino).await == data);
+    assert!(read_to_end(&fs, e.attr.ino, 64 * 1024).await.0 == data);
     assert_eq!(
         fake.count(Op::GetObject),
         gets,
@@ -817,16 +807,7 @@ async fn regression_prefetch_window_with_cache_smaller_than_parts() {
     cfg.cache.part_size = 512 * 1024;
     let fs = mount(&fake, cfg);
     let e = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    let o = fs.open(e.attr.ino, false, false, 0).await.unwrap();
-    let mut out = Vec::new();
-    loop {
-        let chunk = fs.read(o.fh, out.len() as u64, 32 * 1024).await.unwrap();
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&chunk);
-    }
-    assert!(out == data);
+    assert!(read_to_end(&fs, e.attr.ino, 32 * 1024).await.0 == data);
 }
 
 /// Regression: after a rename the kernel keeps using the source's inode under
