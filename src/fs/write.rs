@@ -929,19 +929,26 @@ impl Fs {
         self.getattr(ino).await
     }
 
+    /// The inode and location of `name` in `parent`, without keeping the
+    /// kernel reference a lookup takes.
+    async fn resolve(&self, parent: Ino, name: &OsStr) -> Result<(Ino, Location), FsError> {
+        let ino = self.lookup(parent, name).await?.attr.ino;
+        let location = self.location(ino);
+        self.forget(ino, 1);
+        Ok((ino, location?))
+    }
+
     /// Deletes file `name` in `parent`.
     pub async fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_writable()?;
-        let entry = self.lookup(parent, name).await?;
-        let location = self.location(entry.attr.ino)?;
-        self.forget(entry.attr.ino, 1);
+        let (ino, location) = self.resolve(parent, name).await?;
         let Location::File { bucket, key } = location else {
             return Err(FsError::IsDir);
         };
         self.client.delete_object(&bucket, &key).await?;
         let name = name.to_string_lossy();
         self.forget_name(parent, &name);
-        self.heads.lock().unwrap().pop(&entry.attr.ino);
+        self.heads.lock().unwrap().pop(&ino);
         self.negative
             .lock()
             .unwrap()
@@ -973,9 +980,7 @@ impl Fs {
     /// Removes directory `name` in `parent` if it is empty.
     pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.check_writable()?;
-        let entry = self.lookup(parent, name).await?;
-        let location = self.location(entry.attr.ino)?;
-        self.forget(entry.attr.ino, 1);
+        let (ino, location) = self.resolve(parent, name).await?;
         let Location::Dir { bucket, prefix } = location else {
             return Err(FsError::NotDir);
         };
@@ -1001,7 +1006,7 @@ impl Fs {
         }
         self.client.delete_object(&bucket, &prefix).await?;
         self.forget_name(parent, &name.to_string_lossy());
-        self.listings.lock().unwrap().pop(&entry.attr.ino);
+        self.listings.lock().unwrap().pop(&ino);
         Ok(())
     }
 
@@ -1017,10 +1022,7 @@ impl Fs {
     ) -> Result<(), FsError> {
         self.check_writable()?;
         let newname_str = new_name(newname)?;
-        let src = self.lookup(parent, name).await?;
-        let src_ino = src.attr.ino;
-        let src_loc = self.location(src_ino)?;
-        self.forget(src_ino, 1);
+        let (src_ino, src_loc) = self.resolve(parent, name).await?;
         let existing = self.lookup(newparent, newname).await.ok();
         if let Some(e) = &existing {
             self.forget(e.attr.ino, 1);
