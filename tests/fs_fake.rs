@@ -1055,3 +1055,32 @@ async fn regression_header_change_while_streaming_is_busy_not_enoent() {
         6 * 1024 * 1024
     );
 }
+
+/// Regression: a file renamed while still open for writing (logrotate's
+/// `mv` of a live log) kept uploading to its old name, and re-staging for a
+/// later write read the deleted old key, losing the earlier bytes.
+#[tokio::test]
+async fn regression_writes_after_renaming_an_open_file_follow_the_new_name() {
+    let fake = FakeClient::with_buckets(&["b"]);
+    let fs = mount(&fake, config());
+    let (_, o) = fs
+        .create(ROOT_INO, OsStr::new("app.log"), false, 0)
+        .await
+        .unwrap();
+    fs.write(o.fh, 0, b"abc").await.unwrap();
+    fs.flush(o.fh).await.unwrap();
+    fs.rename(
+        ROOT_INO,
+        OsStr::new("app.log"),
+        ROOT_INO,
+        OsStr::new("app.log.1"),
+        false,
+    )
+    .await
+    .unwrap();
+    fs.write(o.fh, 3, b"def").await.unwrap();
+    fs.flush(o.fh).await.unwrap();
+    fs.release(o.fh).await;
+    assert_eq!(&fake.object("b", "app.log.1").unwrap().body[..], b"abcdef");
+    assert!(fake.object("b", "app.log").is_none());
+}

@@ -123,7 +123,8 @@ struct WriteState {
 pub(super) struct WriteHandle {
     pub(super) ino: Ino,
     bucket: String,
-    key: String,
+    /// The object key; a rename of the open file moves it.
+    key: std::sync::Mutex<String>,
     /// The process that opened the file (0: unknown). Only its closes
     /// upload: a child that inherited the descriptor closes it too (at exec
     /// or exit), and must not publish a half-written file.
@@ -133,6 +134,11 @@ pub(super) struct WriteHandle {
 }
 
 impl WriteHandle {
+    /// The object key the next upload goes to.
+    pub(super) fn key(&self) -> String {
+        self.key.lock().unwrap().clone()
+    }
+
     /// Current size, including bytes not yet uploaded.
     pub(super) fn size(&self) -> u64 {
         self.size.load(Ordering::Acquire)
@@ -178,7 +184,7 @@ impl Fs {
             .lock()
             .unwrap()
             .values()
-            .find(|h| h.bucket == bucket && h.key == key)
+            .find(|h| h.bucket == bucket && h.key() == key)
             .cloned()
     }
 
@@ -320,7 +326,7 @@ impl Fs {
             Arc::new(WriteHandle {
                 ino,
                 bucket,
-                key,
+                key: std::sync::Mutex::new(key),
                 opener,
                 size: AtomicU64::new(size),
                 state: tokio::sync::Mutex::new(state),
@@ -446,7 +452,8 @@ impl Fs {
             return Err(FsError::Invalid(format!(
                 "{}: write at {offset} into a part already uploaded; \
                  new files are uploaded as written and accept rewrites only of the last {} bytes",
-                h.key, self.cfg.write.part_size
+                h.key(),
+                self.cfg.write.part_size
             )));
         }
         match &mut st.body {
@@ -457,7 +464,7 @@ impl Fs {
                 }
                 buf[at..at + data.len()].copy_from_slice(data);
             }
-            Body::Sent | Body::Lost => return Err(lost_error(&h.key)),
+            Body::Sent | Body::Lost => return Err(lost_error(&h.key())),
             Body::Staged { .. } => {
                 let new_size = end.max(h.size());
                 self.reserve(&mut st, new_size)?;
@@ -487,7 +494,7 @@ impl Fs {
     async fn restage_sent(&self, h: &WriteHandle, st: &mut WriteState) -> Result<(), FsError> {
         match st.body {
             Body::Sent => {}
-            Body::Lost => return Err(lost_error(&h.key)),
+            Body::Lost => return Err(lost_error(&h.key())),
             Body::Stream { .. } | Body::Staged { .. } => return Ok(()),
         }
         let (file, path) = self.staging_file()?;
@@ -495,7 +502,7 @@ impl Fs {
             file,
             path: path.clone(),
         };
-        match self.stage_existing(&h.bucket, &h.key, st, false).await {
+        match self.stage_existing(&h.bucket, &h.key(), st, false).await {
             Ok(size) => {
                 h.size.store(size, Ordering::Release);
                 Ok(())
@@ -530,7 +537,7 @@ impl Fs {
             if upload.is_none() {
                 let id = self
                     .client
-                    .create_multipart_upload(&h.bucket, &h.key, &st.headers)
+                    .create_multipart_upload(&h.bucket, &h.key(), &st.headers)
                     .await?;
                 *upload = Some(Upload {
                     id,
@@ -552,8 +559,7 @@ impl Fs {
                 .await
                 .map_err(|_| FsError::Io("upload cancelled".into()))?;
             let client = self.client.clone();
-            let (bucket, key, id, number) =
-                (h.bucket.clone(), h.key.clone(), u.id.clone(), u.next_part);
+            let (bucket, key, id, number) = (h.bucket.clone(), h.key(), u.id.clone(), u.next_part);
             u.next_part += 1;
             u.tasks.spawn(async move {
                 let r = client.upload_part(&bucket, &key, &id, number, body).await;
@@ -592,8 +598,8 @@ impl Fs {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(bucket = %h.bucket, key = %h.key, error = %e, "upload failed");
-                Err(FsError::Io(format!("upload of {} failed: {e}", h.key)))
+                tracing::warn!(bucket = %h.bucket, key = %h.key(), error = %e, "upload failed");
+                Err(FsError::Io(format!("upload of {} failed: {e}", h.key())))
             }
         }
     }
@@ -606,7 +612,7 @@ impl Fs {
                     let body = buf.split().freeze();
                     let put = self
                         .client
-                        .put_object(&h.bucket, &h.key, &headers, body.clone())
+                        .put_object(&h.bucket, &h.key(), &headers, body.clone())
                         .await;
                     return match put {
                         Ok(out) => {
@@ -627,13 +633,13 @@ impl Fs {
                 if !last.is_empty() {
                     let client = self.client.clone();
                     let (bucket, key, id, number) =
-                        (h.bucket.clone(), h.key.clone(), u.id.clone(), u.next_part);
+                        (h.bucket.clone(), h.key(), u.id.clone(), u.next_part);
                     u.next_part += 1;
                     u.tasks.spawn(async move {
                         client.upload_part(&bucket, &key, &id, number, last).await
                     });
                 }
-                let r = self.finish_upload(&h.bucket, &h.key, &mut u).await;
+                let r = self.finish_upload(&h.bucket, &h.key(), &mut u).await;
                 // Success: further writes restage from the store. Failure:
                 // the parts went with the abort, so there is nothing to retry.
                 st.body = if r.is_ok() { Body::Sent } else { Body::Lost };
@@ -643,12 +649,12 @@ impl Fs {
             // before it can be dirtied again.
             Body::Sent => Err(FsError::Io(format!(
                 "{}: internal error: upload of a stream already sent",
-                h.key
+                h.key()
             ))),
-            Body::Lost => Err(lost_error(&h.key)),
+            Body::Lost => Err(lost_error(&h.key())),
             Body::Staged { file, .. } => {
                 let file = file.try_clone().map_err(|e| FsError::Io(e.to_string()))?;
-                self.upload_file(&h.bucket, &h.key, &headers, file, h.size())
+                self.upload_file(&h.bucket, &h.key(), &headers, file, h.size())
                     .await
             }
         }
@@ -757,7 +763,7 @@ impl Fs {
             etag: Some(etag.clone()),
         };
         if etag.is_empty() || etag == "\"\"" {
-            match self.client.head_object(&h.bucket, &h.key).await {
+            match self.client.head_object(&h.bucket, &h.key()).await {
                 Ok(head) => {
                     stat = Stat {
                         size: head.size,
@@ -766,7 +772,7 @@ impl Fs {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(key = %h.key, error = %e, "HEAD after upload failed");
+                    tracing::warn!(key = %h.key(), error = %e, "HEAD after upload failed");
                     stat.etag = None;
                 }
             }
@@ -789,7 +795,7 @@ impl Fs {
         };
         self.forget_name(parent, &name);
         self.heads.lock().unwrap().pop(&h.ino);
-        tracing::debug!(bucket = %h.bucket, key = %h.key, size = h.size(), "uploaded");
+        tracing::debug!(bucket = %h.bucket, key = %h.key(), size = h.size(), "uploaded");
     }
 
     /// Closes a write handle: uploads what is still dirty, frees staging.
@@ -808,7 +814,7 @@ impl Fs {
                     self.after_upload(&h, etag).await;
                 }
                 Err(e) => {
-                    tracing::error!(bucket = %h.bucket, key = %h.key, error = %e, "upload at close failed");
+                    tracing::error!(bucket = %h.bucket, key = %h.key(), error = %e, "upload at close failed");
                 }
             }
         }
@@ -816,7 +822,7 @@ impl Fs {
             if st.dirty {
                 let kept = path.with_extension("failed");
                 let _ = std::fs::rename(path, &kept);
-                tracing::error!(key = %h.key, kept = %kept.display(), "kept the unsent copy");
+                tracing::error!(key = %h.key(), kept = %kept.display(), "kept the unsent copy");
             } else {
                 let _ = std::fs::remove_file(path);
             }
@@ -827,7 +833,7 @@ impl Fs {
         {
             let _ = self
                 .client
-                .abort_multipart_upload(&h.bucket, &h.key, &u.id)
+                .abort_multipart_upload(&h.bucket, &h.key(), &u.id)
                 .await;
         }
         self.unreserve(&mut st);
@@ -897,7 +903,7 @@ impl Fs {
                 if size < h.size() {
                     return Err(FsError::Invalid(format!(
                         "{}: cannot shrink a file that is being streamed",
-                        h.key
+                        h.key()
                     )));
                 }
                 // Extending a stream: zeros at the end.
@@ -1082,6 +1088,7 @@ impl Fs {
             }
             Location::Buckets => return Err(FsError::NotPermitted("the root".into())),
         }
+        self.move_writers(&src_loc, &moved_to);
         // The kernel goes on using the source's inode under the new name.
         {
             let mut nodes = self.nodes.lock().unwrap();
@@ -1102,6 +1109,39 @@ impl Fs {
             .unwrap()
             .put((parent, name.to_string_lossy().to_string()), Instant::now());
         Ok(())
+    }
+
+    /// Points files still open for writing at their new keys after a rename
+    /// of `from` to `to`, so that later writes and the final upload (and a
+    /// re-staging from the store) use the new name.
+    fn move_writers(&self, from: &Location, to: &Location) {
+        let writers: Vec<Arc<WriteHandle>> = self
+            .write_handles
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
+        for w in writers {
+            let mut key = w.key.lock().unwrap();
+            match (from, to) {
+                (Location::File { bucket, key: old }, Location::File { key: new, .. })
+                    if w.bucket == *bucket && *key == *old =>
+                {
+                    *key = new.clone();
+                }
+                (
+                    Location::Dir {
+                        bucket,
+                        prefix: old,
+                    },
+                    Location::Dir { prefix: new, .. },
+                ) if w.bucket == *bucket && !old.is_empty() && key.starts_with(old.as_str()) => {
+                    *key = format!("{new}{}", &key[old.len()..]);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Copies an object to another key with all its headers, through a
@@ -1234,7 +1274,7 @@ impl Fs {
             // to copy does not exist until the upload completes.
             return Err(FsError::Busy(format!(
                 "{}: headers are fixed once a streamed upload has started; set them after close",
-                h.key
+                h.key()
             )));
         }
         if !st.dirty {
