@@ -448,6 +448,13 @@ impl Fs {
         at.elapsed() < self.cfg.metadata_ttl
     }
 
+    /// A validation time that is already past the TTL: the next use of the
+    /// attributes asks the store.
+    fn expired_instant(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_sub(self.cfg.metadata_ttl).unwrap_or(now)
+    }
+
     fn node(&self, ino: Ino) -> Result<inode::Node, FsError> {
         self.nodes
             .lock()

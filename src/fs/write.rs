@@ -45,9 +45,8 @@ use tokio::task::JoinSet;
 use super::inode::{Ino, Location, Stat};
 use super::{Entry, Fs, FsError, Opened, valid_name};
 use crate::disposition;
-use crate::s3::{
-    CompletedPart, CopyRequest, GetRequest, ListRequest, MetadataDirective, ObjectHeaders, S3Error,
-};
+use crate::s3::headers::copy_with_headers;
+use crate::s3::{CompletedPart, GetRequest, ListRequest, ObjectHeaders, S3Error};
 
 /// Write settings, validated.
 #[derive(Clone, Debug)]
@@ -785,7 +784,7 @@ impl Fs {
                     // Without an ETag the next open must ask the store.
                     node.validated = match stat.etag {
                         Some(_) => now,
-                        None => now.checked_sub(self.cfg.metadata_ttl).unwrap_or(now),
+                        None => self.expired_instant(),
                     };
                     node.stat = stat;
                     (node.parent, node.name.clone())
@@ -1096,8 +1095,7 @@ impl Fs {
             // The copy may carry another ETag (a multipart source becomes
             // single-part): the next open asks the store.
             if let Some(node) = nodes.get_mut(src_ino) {
-                let now = Instant::now();
-                node.validated = now.checked_sub(self.cfg.metadata_ttl).unwrap_or(now);
+                node.validated = self.expired_instant();
             }
         }
         self.heads.lock().unwrap().pop(&src_ino);
@@ -1154,55 +1152,17 @@ impl Fs {
         dkey: &str,
     ) -> Result<(), FsError> {
         let head = self.client.head_object(bucket, key).await?;
-        if head.size <= self.cfg.multipart_copy_threshold {
-            self.client
-                .copy_object(&CopyRequest {
-                    src_bucket: bucket.into(),
-                    src_key: key.into(),
-                    dst_bucket: dbucket.into(),
-                    dst_key: dkey.into(),
-                    if_match: Some(head.etag.clone()),
-                    directive: MetadataDirective::Replace(head.headers.clone()),
-                })
-                .await?;
-            return Ok(());
-        }
-        let id = self
-            .client
-            .create_multipart_upload(dbucket, dkey, &head.headers)
-            .await?;
-        let mut u = Upload {
-            id,
-            next_part: 1,
-            tasks: JoinSet::new(),
-            permits: Arc::new(Semaphore::new(self.cfg.write.max_parallel_parts.max(1))),
-        };
-        let part = self.cfg.write.part_size.max(64 << 20);
-        let mut offset = 0;
-        while offset < head.size {
-            let len = part.min(head.size - offset);
-            let permit = u.permits.clone().acquire_owned().await.ok();
-            let client = self.client.clone();
-            let (b, k, db, dk, id, n, etag) = (
-                bucket.to_string(),
-                key.to_string(),
-                dbucket.to_string(),
-                dkey.to_string(),
-                u.id.clone(),
-                u.next_part,
-                head.etag.clone(),
-            );
-            u.tasks.spawn(async move {
-                let r = client
-                    .upload_part_copy(&db, &dk, &id, n, &b, &k, offset..offset + len, Some(&etag))
-                    .await;
-                drop(permit);
-                r
-            });
-            u.next_part += 1;
-            offset += len;
-        }
-        self.finish_upload(dbucket, dkey, &mut u).await.map(|_| ())
+        copy_with_headers(
+            self.client.as_ref(),
+            (bucket, key),
+            (dbucket, dkey),
+            &head,
+            &head.headers,
+            self.cfg.multipart_copy_threshold,
+            self.cfg.write.part_size.max(64 << 20),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Moves every object under `prefix` to `dprefix`: all copies first,

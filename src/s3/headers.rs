@@ -117,11 +117,17 @@ where
             copied: false,
         });
     }
-    let result = if head.size <= multipart_threshold.min(MAX_PART) {
-        single_copy(client, bucket, key, &head, &headers).await
-    } else {
-        multipart_copy(client, bucket, key, &head, &headers, part_size).await
-    };
+    let here = (bucket, key);
+    let result = copy_with_headers(
+        client,
+        here,
+        here,
+        &head,
+        &headers,
+        multipart_threshold,
+        part_size,
+    )
+    .await;
     match result {
         Ok((etag, last_modified)) => {
             let (etag, last_modified) = if etag.is_empty() {
@@ -159,19 +165,41 @@ where
     }
 }
 
+/// Copies `src` (as `head` describes it) to `dst` carrying exactly
+/// `headers`, conditional on `head`'s ETag: one CopyObject up to
+/// `multipart_threshold` (capped at S3's 5 GiB), else a multipart copy in
+/// parts of at least `part_size`, aborted on any failure. `src` and `dst` may
+/// be the same object. Returns the new ETag and LastModified; an empty ETag
+/// means the server did not say (the caller HEADs for both).
+pub async fn copy_with_headers(
+    client: &dyn ObjectClient,
+    src: (&str, &str),
+    dst: (&str, &str),
+    head: &HeadOutput,
+    headers: &ObjectHeaders,
+    multipart_threshold: u64,
+    part_size: u64,
+) -> Result<(String, SystemTime), S3Error> {
+    if head.size <= multipart_threshold.min(MAX_PART) {
+        single_copy(client, src, dst, head, headers).await
+    } else {
+        multipart_copy(client, src, dst, head, headers, part_size).await
+    }
+}
+
 async fn single_copy(
     client: &dyn ObjectClient,
-    bucket: &str,
-    key: &str,
+    (src_bucket, src_key): (&str, &str),
+    (dst_bucket, dst_key): (&str, &str),
     head: &HeadOutput,
     headers: &ObjectHeaders,
 ) -> Result<(String, SystemTime), S3Error> {
     let out = client
         .copy_object(&CopyRequest {
-            src_bucket: bucket.to_string(),
-            src_key: key.to_string(),
-            dst_bucket: bucket.to_string(),
-            dst_key: key.to_string(),
+            src_bucket: src_bucket.to_string(),
+            src_key: src_key.to_string(),
+            dst_bucket: dst_bucket.to_string(),
+            dst_key: dst_key.to_string(),
             if_match: Some(head.etag.clone()),
             directive: MetadataDirective::Replace(headers.clone()),
         })
@@ -190,8 +218,8 @@ pub fn copy_part_size(size: u64, wanted: u64) -> u64 {
 
 async fn multipart_copy(
     client: &dyn ObjectClient,
-    bucket: &str,
-    key: &str,
+    (src_bucket, src_key): (&str, &str),
+    (bucket, key): (&str, &str),
     head: &HeadOutput,
     headers: &ObjectHeaders,
     part_size: u64,
@@ -215,8 +243,8 @@ async fn multipart_copy(
                             key,
                             upload_id,
                             n,
-                            bucket,
-                            key,
+                            src_bucket,
+                            src_key,
                             range,
                             Some(&head.etag),
                         )
@@ -227,9 +255,9 @@ async fn multipart_copy(
             .try_collect()
             .await?;
         parts.sort_by_key(|p| p.part_number);
-        // Narrow the window in which a concurrent write would be clobbered
-        // by the Complete below.
-        let now = client.head_object(bucket, key).await?;
+        // Narrow the window in which a concurrent write to the source would
+        // go unnoticed (or, in place, be clobbered) by the Complete below.
+        let now = client.head_object(src_bucket, src_key).await?;
         if now.etag != head.etag {
             return Err(S3Error::Service {
                 status: 412,
